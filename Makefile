@@ -11,7 +11,6 @@ OUT    ?= runs/repro
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
@@ -19,7 +18,15 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 repro: $(STAMP)
-	$(PY) -m composedft.repro --out $(OUT)
+	$(PY) -m theory --json $(OUT)/theory.json
+	$(PY) -m simulations.relu --preset quick --out $(OUT)/relu
+	$(PY) -m figures relu $(OUT)/relu
+	$(PY) -m simulations.code run --preset toy --out $(OUT)/code
+	@echo
+	@echo "== outputs =="
+	@echo "theory checks:        $(OUT)/theory.json"
+	@echo "ReLU simulation:      $(OUT)/relu/results.csv, figures in $(OUT)/relu/figures/"
+	@echo "code pipeline (toy):  $(OUT)/code/results.csv, predictions in $(OUT)/code/predictions/"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
