@@ -1,0 +1,154 @@
+"""``python -m simulations.code <command>``: data generation and evaluation for the code tasks.
+
+Commands:
+  make-sanstype --out DIR [--n-train N --n-unlabeled N --seed S]   SANSTYPE splits + denoiser pairs
+  check-gold --data PATH [--limit N] [--json OUT]                   gold programs through the evaluator
+  evaluate --data PATH --predictions FILE [--json OUT]             score a JSONL of {id, code}
+
+``PATH`` is a SPoC ``.tsv`` (test cases from ``testcases/`` beside it or ``--testcases``) or a
+SANSTYPE split prefix such as ``../shared/data/sanstype/train``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+from .data import DataFormatError, load_dataset, tgt_to_code
+
+SPLITS = (("train", False), ("val", False), ("test", False), ("ood", True))
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="SPoC .tsv or SANSTYPE split prefix")
+    p.add_argument("--testcases", default=None, help="SPoC test-case folder (default: beside the TSV)")
+    p.add_argument("--json", default=None, help="write the summary JSON here")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores)")
+    p.add_argument("--time-limit", type=float, default=2.0, help="seconds per test case")
+    p.add_argument("--cache-dir", default=None, help="PCH/binary cache (default ~/.cache/composedft)")
+
+
+def _evaluator(a):
+    from .evaluator import Evaluator
+    return Evaluator(workers=a.workers, time_limit_s=a.time_limit, cache_dir=a.cache_dir)
+
+
+def _write_json(path: str | None, obj: dict) -> None:
+    if path:
+        from composedft.io import atomic_write_json
+        atomic_write_json(path, obj)
+
+
+def cmd_make_sanstype(a) -> int:
+    import numpy as np
+    from .corrupt import corrupt_sanstype
+    from .data import Example, write_sanstype
+    from .sanstype import generate, generate_programs
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = {"train": a.n_train, "val": a.n_val, "test": a.n_test, "ood": a.n_ood}
+    for k, (split, ood) in enumerate(SPLITS):
+        if (out / f"{split}.out").exists():
+            print(f"{split}: exists, skipped")
+            continue
+        t0 = time.perf_counter()
+        write_sanstype(out / split, generate(sizes[split], seed=a.seed * 100 + k, ood=ood, id_prefix=f"{split}-"))
+        print(f"{split}: {sizes[split]} programs in {time.perf_counter() - t0:.1f}s")
+    if not (out / "denoise_train.tgt").exists():
+        # Denoiser pairs: corrupt(y) -> y on fresh programs from the same generator (§2.3).
+        rng = np.random.default_rng(a.seed * 100 + 50)
+        progs = generate_programs(a.n_unlabeled, seed=a.seed * 100 + 51, id_prefix="unlabeled-")
+        pairs = [Example(p.id, corrupt_sanstype(p.tgt, rng), p.tgt) for p in progs]
+        write_sanstype(out / "denoise_train", pairs)
+        print(f"denoise_train: {len(pairs)} (corrupted, clean) pairs")
+    return 0
+
+
+def cmd_check_gold(a) -> int:
+    examples = load_dataset(a.data, a.testcases)
+    if a.limit:
+        examples = examples[:a.limit]
+    preds = {e.id: (tgt_to_code(e.tgt) if a.source == "tgt" else tgt_to_code(e.code or e.tgt))
+             for e in examples}
+    records, summary = _evaluator(a).evaluate(preds, examples)
+    failures = [r for r in records if r["status"] != "ok"]
+    res = {"data": str(a.data), "source": a.source, "n": summary["n"], "passed": summary["ok"],
+           "pass_rate": summary["exec_acc"], "programs_per_s": summary["programs_per_s"],
+           "failures": failures, "summary": summary}
+    _write_json(a.json, res)
+    print(f"{a.data}: {res['passed']}/{res['n']} gold programs pass ({100 * res['pass_rate']:.2f}%), "
+          f"{res['programs_per_s']:.2f} programs/s, {summary['wall_s']:.1f}s")
+    for f in failures:
+        print(f"  FAIL {f['id']}: {f['status']} (case {f['first_failing_case']}) {f['detail'][:200]}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from composedft.io import atomic_write_jsonl
+    from .evaluator import read_predictions
+    examples = load_dataset(a.data, a.testcases)
+    preds = read_predictions(a.predictions)
+    unknown = sorted(set(preds) - {e.id for e in examples})
+    if unknown:
+        print(f"warning: {len(unknown)} prediction ids not in {a.data}, e.g. {unknown[:3]}", file=sys.stderr)
+    records, summary = _evaluator(a).evaluate(preds, examples)
+    summary["unknown_ids"] = len(unknown)
+    _write_json(a.json, summary)
+    if a.records:
+        atomic_write_jsonl(a.records, records)
+    print(json.dumps({k: v for k, v in summary.items() if k != "flags"}, indent=None))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m simulations.code", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-sanstype", help="generate SANSTYPE splits and denoiser pairs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--n-val", type=int, default=500)
+    p.add_argument("--n-test", type=int, default=500)
+    p.add_argument("--n-ood", type=int, default=500)
+    p.add_argument("--n-unlabeled", type=int, default=20000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_sanstype)
+
+    p = sub.add_parser("check-gold", help="run the gold programs of a dataset through the evaluator")
+    _add_eval_args(p)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--source", choices=("tgt", "raw"), default="tgt",
+                   help="tgt: detokenized .tgt (what models predict); raw: SPoC's original code lines")
+    p.set_defaults(func=cmd_check_gold)
+
+    p = sub.add_parser("evaluate", help="evaluate a JSONL of predictions {id, code}")
+    _add_eval_args(p)
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--records", default=None, help="write per-program records (JSONL) here")
+    p.set_defaults(func=cmd_evaluate)
+
+    # ---- extension point: the training pipeline registers its `run` command here ----------
+    # simulations/code/pipeline.py (owned by the pipeline helper) defines add_parser(sub), which
+    # adds the `run` subparser with set_defaults(func=main); main(args) returns an exit code.
+    if importlib.util.find_spec(__package__ + ".pipeline") is not None:
+        from . import pipeline
+        pipeline.add_parser(sub)
+    # ---------------------------------------------------------------------------------------------
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataFormatError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

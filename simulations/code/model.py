@@ -1,0 +1,241 @@
+"""Encoder-decoder Transformer for pseudocode -> code and for the code denoiser Π.
+
+nanoGPT-sized plain PyTorch: pre-norm blocks (fairseq's ``--encoder/decoder-normalize-before``,
+as in the reference runs, paper-notes §4.1), sinusoidal positions (so no position table caps the
+output length), ``F.scaled_dot_product_attention`` and an optional single embedding matrix shared
+by the encoder, the decoder and the output projection (``--share-all-embeddings``). Sharing one
+joint src+tgt vocabulary is what lets the denoiser (code -> code) initialise the base predictor
+(pseudocode -> code) weight for weight.
+
+Decoding state: :meth:`Seq2SeqTransformer.decode_step` consumes one token per sequence and a
+key-value cache (:class:`KVCache`); :meth:`Seq2SeqTransformer.forward` is the teacher-forced
+(uncached) path. Both share every weight and every op, so their logits agree to rounding.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["ModelConfig", "Seq2SeqTransformer", "KVCache", "count_parameters"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int                  # joint src+tgt vocabulary (specials <pad>=0 <bos>=1 <eos>=2 <unk>=3)
+    d_model: int = 256               # width (SANSTYPE/SPoC: 256)
+    n_heads: int = 2                 # attention heads (SANSTYPE 2, SPoC 8)
+    n_enc_layers: int = 3            # encoder depth (SANSTYPE 3, SPoC 5)
+    n_dec_layers: int = 3            # decoder depth
+    d_ff: int = 1024                 # feed-forward width
+    dropout: float = 0.1             # residual/embedding dropout
+    attn_dropout: float = 0.2        # dropout on attention weights
+    relu_dropout: float = 0.2        # dropout after the FFN activation
+    share_embeddings: bool = True    # one matrix for encoder input, decoder input and output
+    pad_id: int = 0                  # padding token (masked everywhere)
+
+
+def sinusoidal_positions(length: int, dim: int, offset: int = 0, device=None) -> torch.Tensor:
+    """Vaswani et al. (2017) sinusoidal position codes, shape ``[length, dim]``.
+
+    Computed on the fly for positions ``offset .. offset+length-1``: no table, no length cap.
+    """
+    pos = torch.arange(offset, offset + length, device=device, dtype=torch.float32)[:, None]
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half - 1, 1))
+    ang = pos * freq[None, :]
+    out = torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+    if dim % 2:
+        out = F.pad(out, (0, 1))
+    return out
+
+
+class Attention(nn.Module):
+    """Multi-head attention (self or cross) on ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        assert cfg.d_model % cfg.n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads, self.attn_dropout = cfg.n_heads, cfg.attn_dropout
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, H, T, D/H]
+        B, T, D = x.shape
+        return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                causal: bool = False) -> torch.Tensor:
+        """Attend from ``x`` [B, T, D] to heads ``k``/``v`` [B, H, S, D/H]; ``mask`` True = may attend."""
+        q = self._heads(self.q(x))
+        p = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+        B, H, T, Dh = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, T, H * Dh))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(cfg.d_model, cfg.d_ff), nn.Linear(cfg.d_ff, cfg.d_model)
+        self.drop = nn.Dropout(cfg.relu_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(F.relu(self.fc1(x))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(cfg.d_model), Attention(cfg)
+        self.ln2, self.ffn = nn.LayerNorm(cfg.d_model), FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        k, v = self.attn.project_kv(h)
+        x = x + self.drop(self.attn(h, k, v, mask=mask))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.self_attn = nn.LayerNorm(cfg.d_model), Attention(cfg)
+        self.ln2, self.cross_attn = nn.LayerNorm(cfg.d_model), Attention(cfg)
+        self.ln3, self.ffn = nn.LayerNorm(cfg.d_model), FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cross_kv, src_mask, self_kv=None):
+        """One block. ``self_kv=None``: full causal self-attention over ``x`` (training path).
+
+        Otherwise ``self_kv`` is the cached (k, v) of earlier positions; ``x`` holds the new
+        position(s), whose keys/values are appended. Returns (x, (k, v)).
+        """
+        h = self.ln1(x)
+        k, v = self.self_attn.project_kv(h)
+        if self_kv is not None:
+            k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
+            # one new query sees every cached key: no causal mask needed
+            a = self.self_attn(h, k, v, causal=False) if x.size(1) == 1 else self.self_attn(h, k, v, causal=True)
+        else:
+            a = self.self_attn(h, k, v, causal=True)
+        x = x + self.drop(a)
+        x = x + self.drop(self.cross_attn(self.ln2(x), *cross_kv, mask=src_mask))
+        x = x + self.drop(self.ffn(self.ln3(x)))
+        return x, (k, v)
+
+
+@dataclass
+class KVCache:
+    """Decoder state for incremental decoding of a batch.
+
+    ``cross``: per layer the encoder memory's (k, v), computed once; ``self_kv``: per layer the
+    (k, v) of every token decoded so far; ``src_mask``: [B, 1, 1, S]; ``pos``: next position.
+    """
+    cross: list[tuple[torch.Tensor, torch.Tensor]]
+    self_kv: list[tuple[torch.Tensor, torch.Tensor] | None]
+    src_mask: torch.Tensor
+    pos: int = 0
+
+    def select(self, index: torch.Tensor) -> "KVCache":
+        """Keep batch rows ``index`` (used by beam search to reorder hypotheses)."""
+        pick = lambda t: t.index_select(0, index)  # noqa: E731
+        return KVCache([(pick(k), pick(v)) for k, v in self.cross],
+                       [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv],
+                       pick(self.src_mask), self.pos)
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Pre-norm encoder-decoder Transformer ``p(y | x)``; the base predictor f and the denoiser Π."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.src_embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.tgt_embed = self.src_embed if cfg.share_embeddings else nn.Embedding(cfg.vocab_size, cfg.d_model,
+                                                                                 padding_idx=cfg.pad_id)
+        self.enc_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_enc_layers))
+        self.dec_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_dec_layers))
+        self.enc_ln, self.dec_ln = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        if cfg.share_embeddings:
+            self.lm_head.weight = self.src_embed.weight  # tied: one matrix, as fairseq's share-all
+
+    def _init_weights(self, m: nn.Module) -> None:
+        # fairseq's transformer init: xavier-uniform linears, N(0, d^-1/2) embeddings, zero pad row
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, self.cfg.d_model ** -0.5)
+            with torch.no_grad():
+                m.weight[self.cfg.pad_id].zero_()
+
+    def _embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        x = table(tokens) * math.sqrt(self.cfg.d_model)
+        pos = sinusoidal_positions(tokens.size(1), self.cfg.d_model, offset, tokens.device)
+        return self.drop(x + pos.to(x.dtype))
+
+    def src_mask(self, src: torch.Tensor) -> torch.Tensor:
+        """Key mask [B, 1, 1, S]: True where a source token is real (not padding)."""
+        return (src != self.cfg.pad_id)[:, None, None, :]
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode ``src`` [B, S] (right-padded). Returns memory [B, S, D] and its key mask."""
+        mask = self.src_mask(src)
+        x = self._embed(self.src_embed, src)
+        for layer in self.enc_layers:
+            x = layer(x, mask)
+        return self.enc_ln(x), mask
+
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced decoder (no cache): logits [B, T, V] for inputs ``tgt_in`` [B, T]."""
+        x = self._embed(self.tgt_embed, tgt_in)
+        for layer in self.dec_layers:
+            x, _ = layer(x, layer.cross_attn.project_kv(memory), src_mask)
+        return self.lm_head(self.dec_ln(x))
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Logits of ``p(y_t | y_<t, x)`` for every position of ``tgt_in`` (= <bos> + y[:-1])."""
+        memory, mask = self.encode(src)
+        return self.decode(tgt_in, memory, mask)
+
+    # ---- incremental decoding ---------------------------------------------------------------
+    def init_cache(self, src: torch.Tensor) -> KVCache:
+        """Encode once and precompute every layer's cross-attention keys/values."""
+        memory, mask = self.encode(src)
+        cross = [layer.cross_attn.project_kv(memory) for layer in self.dec_layers]
+        return KVCache(cross=cross, self_kv=[None] * len(self.dec_layers), src_mask=mask, pos=0)
+
+    def decode_step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed ``tokens`` [B] at position ``cache.pos``; returns next-token logits [B, V].
+
+        The cache is updated in place. Work per step is O(t) instead of the uncached O(t^2).
+        """
+        x = self._embed(self.tgt_embed, tokens[:, None], offset=cache.pos)
+        for i, layer in enumerate(self.dec_layers):
+            past = cache.self_kv[i]
+            if past is None:  # first step: empty cache of the right shape
+                B, H = tokens.size(0), self.cfg.n_heads
+                empty = x.new_zeros(B, H, 0, self.cfg.d_model // H)
+                past = (empty, empty)
+            x, cache.self_kv[i] = layer(x, cache.cross[i], cache.src_mask, self_kv=past)
+        cache.pos += 1
+        return self.lm_head(self.dec_ln(x))[:, 0]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct trainable parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -1,0 +1,156 @@
+"""``python -m simulations.code run``: the pseudocode-to-code pipeline, stage by stage.
+
+Stages (each resumable; all write into one run folder ``--out DIR``):
+
+1. ``data``      labeled / val / ID test / OOD test examples and denoiser pairs -> ``data/``
+2. ``vocab``     joint src+tgt vocabulary -> ``vocab.json`` (so Π can initialise f)
+3. ``denoiser``  Π pre-trained on (corrupt(y), y)                      -> ``models/denoiser.pt``
+4. ``direct``    f from random init on labeled data                    -> ``models/direct.pt``
+5. ``standard``  f initialised from Π, all weights fine-tuned          -> ``models/standard.pt``
+6. ``composed``  f trained through the frozen Π (score function + λ NLL) -> ``models/composed.pt``
+7. ``predict``   greedy outputs of every model, and Π applied post hoc  -> ``decoded/``
+8. ``evaluate``  compile + run on ID and OOD -> ``predictions/*.jsonl``, ``results.csv``
+
+``manifest.json`` records wall time and tokens/s per stage. A stage whose output exists is
+skipped; an interrupted training stage resumes from its last checkpoint in ``stages/<name>/``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from composedft.config import ConfigError, cfg_to_dict, parse_config
+from composedft.devices import device_description, resolve_device
+from composedft.io import (CheckpointError, DataFileError, atomic_write_csv, atomic_write_json,
+                           load_checkpoint, read_json, save_checkpoint)
+from composedft.runs import RunDir
+
+from . import stages as S
+from .config import PRESETS, CodeConfig
+
+__all__ = ["add_parser", "main", "run", "STAGES"]
+
+STAGES = ("data", "vocab", "denoiser", "direct", "standard", "composed", "predict", "evaluate")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``run`` on an argparse sub-command set (``python -m simulations.code run ...``).
+
+    The sub-parser takes every remaining token verbatim (``prefix_chars='+'``) so that the
+    ``--field=value`` overrides of :class:`CodeConfig` reach :func:`parse_config` untouched.
+    """
+    p = subparsers.add_parser("run", prefix_chars="+", add_help=False,
+                              help="run the pseudocode-to-code pipeline (--preset toy|sanstype-paper|spoc-paper --out DIR)")
+    p.add_argument("argv", nargs="*")
+    p.set_defaults(func=main)
+    return p
+
+
+def _own_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--out", required=False, help="run folder")
+    p.add_argument("--stages", default="all", help=f"comma-separated subset of {','.join(STAGES)} (default all)")
+    p.add_argument("--help", "-h", action="store_true")
+    return p
+
+
+def main(args=None) -> int:
+    """Entry point: ``args`` is the namespace from :func:`add_parser` or a list of strings."""
+    argv = list(getattr(args, "argv", args) or []) if args is not None else sys.argv[1:]
+    try:
+        cfg, ns = parse_config(CodeConfig, PRESETS, argv, prog="python -m simulations.code run",
+                               default_preset="toy", extra=_own_options())
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if ns.help or not ns.out:
+        print(__doc__)
+        print("usage: python -m simulations.code run --preset {toy,sanstype-paper,spoc-paper} --out DIR "
+              "[--stages a,b] [--field=value ...]\nfields: " + ", ".join(cfg_to_dict(cfg)))
+        return 0 if ns.help else 2
+    stages = STAGES if ns.stages == "all" else tuple(s.strip() for s in ns.stages.split(","))
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        print(f"error: unknown stage(s) {unknown}; choose from {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    try:
+        rows = run(cfg, ns.out, stages)
+    except (ConfigError, DataFileError, CheckpointError, S.RunFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if rows:
+        print(format_table(rows))
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'method':<18} {'split':<5} {'exec_acc':>8} {'compile':>8} {'n':>5}"]
+    for r in rows:
+        lines.append(f"{r['method']:<18} {r['split']:<5} {float(r['exec_acc']):>8.3f} "
+                     f"{float(r['compile_rate']):>8.3f} {int(r['n']):>5}")
+    return "\n".join(lines)
+
+
+def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
+    """A run folder belongs to one configuration: refuse to mix results of two."""
+    path = rd / "config.json"
+    if path.exists():
+        old = read_json(path)
+        new = cfg_to_dict(cfg)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
+                      and k not in S.RESUME_FREE_FIELDS)
+        if diff:
+            raise S.RunFolderError(f"{path}: the run folder was made with a different configuration "
+                                   f"(fields {', '.join(diff)}); use a new --out or the same fields")
+    rd.write_config(cfg)
+
+
+def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
+    """Run ``stages`` into ``out``; returns the rows of ``results.csv`` (empty if not evaluated)."""
+    t_start = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dist = S.init_distributed(device)
+    rd = RunDir(out)
+    if dist.rank == 0:
+        _check_config(rd, cfg)
+    ctx = S.Context(cfg=cfg, rd=rd, device=device, dist=dist)
+    timings = rd.read_manifest().get("stages", {})
+    rows: list[dict] = []
+    for name in stages:
+        if dist.world > 1 and name not in S.TRAINING_STAGES and dist.rank != 0:
+            S.barrier(dist)
+            continue
+        t0 = time.time()
+        info = getattr(S, f"stage_{name}")(ctx)
+        if dist.world > 1 and name not in S.TRAINING_STAGES:
+            S.barrier(dist)
+        if info is None:  # skipped: done earlier
+            print(f"[{name}] done already, skipped", flush=True)
+            continue
+        info["wall_s"] = round(time.time() - t0, 3)
+        timings[name] = info
+        print(f"[{name}] {info['wall_s']:.1f}s" + (f", {info['tokens_per_s']:,.0f} tokens/s" if info.get("tokens_per_s") else ""),
+              flush=True)
+        if name == "evaluate":
+            rows = info.pop("rows")
+        if dist.rank == 0:
+            rd.write_manifest(seed=cfg.seed, device=device_description(device),
+                              extra={"stages": timings, "preset_fields": cfg_to_dict(cfg)})
+    if dist.rank == 0:
+        m = rd.read_manifest()
+        m_total = {**m.get("stages", {})}
+        rd.write_manifest(seed=cfg.seed, device=device_description(device),
+                          extra={"stages": m_total, "total_stage_wall_s": round(sum(v.get("wall_s", 0) for v in m_total.values()), 3),
+                                 "this_invocation_wall_s": round(time.time() - t_start, 3)})
+    if not rows and (rd / "results.csv").exists() and "evaluate" in stages:
+        from composedft.io import read_csv
+        rows = read_csv(rd / "results.csv")
+    S.cleanup_distributed(dist)
+    return rows

@@ -1,0 +1,156 @@
+"""Tokenizers and the vocabulary for the code-translation tasks.
+
+* ``tokenize``: whitespace split of our pre-tokenized ``.src`` / ``.tgt`` strings (the format of
+  ``../shared/data/sanstype``; paper-notes §4.1, §4.2).
+* ``lex_cpp``: a regex C++ lexer in the spirit of the DeepFix ``C_Tokenizer`` the reference used,
+  with two fixes that matter for detokenization: numbers are C++ pp-numbers (``1LL``, ``0x1F``,
+  ``1e9`` stay one token; the DeepFix regex split ``1LL`` into ``1 LL``, which no longer compiles)
+  and ``#include <...>`` keeps its header name whole. Joining the tokens with single spaces gives
+  code with the same meaning, because no token boundary is ever removed.
+* ``pseudo_tokenize``: words, numbers, quoted strings and single punctuation marks.
+* ``Vocab``: ids with the specials ``<pad>=0 <bos>=1 <eos>=2 <unk>=3``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIALS", "Vocab", "VocabError", "tokenize", "lex_cpp",
+           "pseudo_tokenize"]
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+
+# Longest operators first so that the alternation is greedy in the right way.
+_OPS = [">>=", "<<=", "->*", "...", "<=>", "::", "->", "++", "--", "<<", ">>", "<=", ">=", "==", "!=",
+        "&&", "||", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", ".*", "##"]
+_CPP_TOKEN = re.compile(
+    r"""
+    (?P<comment>//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/)
+  | (?P<include>\#\s*include\s*(?:<[^>\n]*>|"[^"\n]*"))
+  | (?P<directive>\#\s*[A-Za-z_]\w*)
+  | (?P<string>(?:u8|u|U|L)?R"(?P<delim>[^()\\\s]{0,16})\((?:.|\n)*?\)(?P=delim)"
+               |(?:u8|u|U|L)?"(?:\\.|[^"\\\n])*")
+  | (?P<char>(?:u8|u|U|L)?'(?:\\.|[^'\\\n])*')
+  | (?P<number>\.?[0-9](?:[eEpP][+-]|[0-9A-Za-z_.]|(?<=[0-9A-Fa-f])'(?=[0-9A-Fa-f]))*)
+  | (?P<name>[A-Za-z_]\w*)
+  | (?P<op>""" + "|".join(re.escape(o) for o in _OPS) + r"""|[^\sA-Za-z0-9_])
+  | (?P<ws>\s+)
+    """,
+    re.VERBOSE,
+)
+
+
+def tokenize(s: str) -> list[str]:
+    """Split a pre-tokenized ``.src`` / ``.tgt`` string on whitespace."""
+    return s.split()
+
+
+def lex_cpp(code: str) -> list[str]:
+    """Lex C++ source into tokens; whitespace is dropped, comments are kept as tokens.
+
+    ``#include <x>`` becomes the two tokens ``#include`` and ``<x>``. Unterminated literals fall
+    through to single-character tokens instead of raising: model outputs are arbitrary.
+    """
+    out: list[str] = []
+    for mo in _CPP_TOKEN.finditer(code):
+        kind = mo.lastgroup
+        if kind == "ws":
+            continue
+        if kind == "delim":  # inner group of a raw string: report the whole literal
+            kind = "string"
+        text = mo.group(0)
+        if kind == "include":
+            m = re.match(r"#\s*include\s*(.*)", text)
+            out += ["#include", m.group(1)]
+        elif kind == "directive":
+            out.append("#" + text[1:].strip())
+        elif kind == "comment" and "\n" in text:
+            out.append(" ".join(text.split()))  # a block comment must not carry newlines
+        else:
+            out.append(text)
+    return out
+
+
+_PSEUDO_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_]\w*|\d+(?:\.\d+)?'
+                           r'|==|!=|<=|>=|\+\+|--|&&|\|\||<<|>>|[-+*/%]=|[^\sA-Za-z0-9_]')
+
+
+def pseudo_tokenize(text: str) -> list[str]:
+    """Tokenize one line of crowd pseudocode: words, numbers, quoted strings, punctuation.
+
+    Quoted strings keep their inner spaces as one token, so joining on spaces keeps them intact.
+    """
+    return [t for t in _PSEUDO_TOKEN.findall(text)]
+
+
+class VocabError(ValueError):
+    """A vocabulary file that is missing or malformed; the message names the file."""
+
+
+class Vocab:
+    """Token <-> id map; ids 0..3 are ``<pad> <bos> <eos> <unk>``."""
+
+    def __init__(self, itos: Sequence[str]):
+        if tuple(itos[:4]) != SPECIALS:
+            raise VocabError(f"the first four tokens must be {SPECIALS}, got {tuple(itos[:4])}")
+        self.itos = list(itos)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise VocabError("duplicate tokens in vocabulary")
+        self.pad, self.bos, self.eos, self.unk = 0, 1, 2, 3
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Sequence[str]], min_freq: int = 1) -> "Vocab":
+        """Vocabulary of all tokens seen at least ``min_freq`` times, most frequent first
+        (ties broken alphabetically, so the ids are deterministic)."""
+        counts = Counter(t for toks in token_lists for t in toks)
+        kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
+                      key=lambda t: (-counts[t], t))
+        return cls(list(SPECIALS) + kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, tok: str) -> bool:
+        return tok in self.stoi
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of ``tokens``; unknown tokens map to ``<unk>`` (no bos/eos are added)."""
+        return [self.stoi.get(t, self.unk) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Tokens of ``ids``: stops at the first ``<eos>``, drops ``<pad>`` and ``<bos>``."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos:
+                break
+            if i in (self.pad, self.bos):
+                continue
+            out.append(self.itos[i] if 0 <= i < len(self.itos) else UNK)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary as JSON, atomically."""
+        from composedft.io import atomic_write_json  # lazy: composedft.io imports torch
+        atomic_write_json(path, {"format": "composedft-vocab-v1", "itos": self.itos})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocab":
+        """Load a vocabulary written by ``save``; errors name the file."""
+        path = Path(path)
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            itos = obj["itos"]
+            if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+                raise TypeError("'itos' must be a list of strings")
+            return cls(itos)
+        except FileNotFoundError:
+            raise VocabError(f"{path}: vocabulary file not found") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise VocabError(f"{path}: not a valid vocabulary file ({e})") from None

@@ -1,0 +1,138 @@
+"""Configuration of the two-layer ReLU simulation: one frozen dataclass, three presets.
+
+A sweep is a *base setting* plus one-factor-at-a-time variations along six axes (labeled-set
+size n, number of intervals k, gap delta, denoiser noise sigma, composed weight lambda, width).
+Every (setting, seed, method) of one axis trains as one batched computation.
+
+Geometry (README §2, related-methods §6.5): plateau i (i = 0..k-1) has height ``i*h`` on the
+interval ``[i*(L+delta), i*(L+delta)+L]``. The first ``k - k_ood`` intervals are labeled (ID);
+the last ``k_ood`` are the out-of-distribution extrapolation test. Every interval lies inside the
+rounding cell of the linear map ``x -> h*(x - L/2)/(L+delta)``, so a linear base predictor
+composed with rounding fits the staircase exactly (the paper's Figure 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from composedft.config import ConfigError
+
+__all__ = ["ReluConfig", "PRESETS", "AXES", "Setting", "validate"]
+
+# sweep axis name -> (config field holding the values, setting field it varies)
+AXES: dict[str, tuple[str, str]] = {
+    "n_train": ("sweep_n", "n_train"),
+    "k": ("sweep_k", "k"),
+    "delta": ("sweep_delta", "delta"),
+    "sigma": ("sweep_sigma", "sigma"),
+    "lam": ("sweep_lam", "lam"),
+    "width": ("sweep_width", "width"),
+}
+
+
+@dataclass(frozen=True)
+class ReluConfig:
+    # ---- task: 1-D staircase on disjoint intervals -------------------------------------------
+    k: int = 8                        # number of intervals (plateaus 0, h, ..., (k-1)h)
+    k_ood: int = 2                    # last intervals held out as the OOD (extrapolation) test
+    delta: float = 0.5                # gap between consecutive intervals
+    interval_len: float = 1.0         # L, length of each interval
+    h: float = 1.0                    # spacing of the valid outputs (multiples of h)
+    n_train: int = 64                 # labeled points, uniform on the first k - k_ood intervals
+    label_noise: float = 0.0          # std of Gaussian noise added to the training labels
+    n_test: int = 512                 # ID and OOD test points each
+    # ---- denoiser: two-layer ReLU pre-trained on noisy valid outputs ---------------------------
+    sigma: float = 0.3                # std of the Gaussian corruption of valid outputs
+    n_unlabeled: int = 2048           # corrupted valid outputs per denoiser (fixed pre-training set)
+    denoiser_steps: int = 2000        # Adam steps of denoiser pre-training
+    denoiser_batch: int = 256         # fresh (corrupted, clean) pairs per step
+    denoiser_lr: float = 1e-2         # Adam learning rate for the denoiser
+    # ---- base predictor and fine-tuning --------------------------------------------------------
+    width: int = 32                   # m, hidden units (base predictor and denoiser alike)
+    steps: int = 3000                 # full-batch Adam steps of fine-tuning
+    lr: float = 1e-2                  # Adam learning rate of fine-tuning
+    weight_decay: float = 1e-3        # coefficient of (1/2)sum(a^2 + w^2); biases are free
+    lam: float = 0.0                  # lambda: weight of the standard term in the composed loss
+    composed_init: Literal["denoiser", "standard"] = "denoiser"  # paper / reference-code init
+    methods: tuple[str, ...] = ("direct", "standard", "composed", "posthoc")  # registry names
+    # ---- sweep ---------------------------------------------------------------------------------
+    seeds: int = 5                    # seeds 0..seeds-1 per setting
+    sweep_n: tuple[int, ...] = ()     # labeled-set sizes (generalization curve)
+    sweep_k: tuple[int, ...] = ()     # numbers of intervals
+    sweep_delta: tuple[float, ...] = ()  # gaps
+    sweep_sigma: tuple[float, ...] = ()  # denoiser noise levels
+    sweep_lam: tuple[float, ...] = ()    # composed lambda values
+    sweep_width: tuple[int, ...] = ()    # widths
+    curve_points: int = 600           # grid size of the saved Figure-1 curves
+    threads: int = 0                  # torch threads (0 = torch default)
+
+
+def validate(cfg: ReluConfig) -> ReluConfig:
+    """Refuse settings that cannot make a task; the message names the field."""
+    ks = [cfg.k, *cfg.sweep_k]
+    if min(ks) - cfg.k_ood < 2:
+        raise ConfigError(f"field 'k': need k - k_ood >= 2 labeled intervals (k={min(ks)}, k_ood={cfg.k_ood})")
+    if cfg.k_ood < 1:
+        raise ConfigError("field 'k_ood': need at least one OOD interval")
+    for name in ("delta", "interval_len", "h", "sigma", "lr", "denoiser_lr"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"field '{name}': must be > 0, got {getattr(cfg, name)}")
+    if any(d <= 0 for d in cfg.sweep_delta):
+        raise ConfigError("field 'sweep_delta': gaps must be > 0")
+    if any(s <= 0 for s in cfg.sweep_sigma):
+        raise ConfigError("field 'sweep_sigma': noise levels must be > 0")
+    if min([cfg.n_train, *cfg.sweep_n]) < 1:
+        raise ConfigError("field 'n_train': need at least one labeled point")
+    if min([cfg.width, *cfg.sweep_width]) < 1:
+        raise ConfigError("field 'width': need at least one hidden unit")
+    if cfg.seeds < 1:
+        raise ConfigError("field 'seeds': need at least one seed")
+    if cfg.weight_decay < 0 or cfg.lam < 0 or any(v < 0 for v in cfg.sweep_lam):
+        raise ConfigError("field 'weight_decay'/'lam': must be >= 0")
+    return cfg
+
+
+_QUICK = ReluConfig(
+    seeds=5,
+    sweep_n=(8, 16, 32, 64, 128),
+    sweep_k=(4, 6, 8, 10),
+    sweep_delta=(0.125, 0.25, 0.5, 1.0),
+    sweep_sigma=(0.1, 0.2, 0.3, 0.45),
+    sweep_lam=(0.0, 0.1, 1.0, 10.0),
+    sweep_width=(16, 32, 64),
+)
+
+PRESETS: dict[str, ReluConfig] = {
+    # < 60 s: all four methods, two k and two delta values, 3 seeds
+    "smoke": replace(_QUICK, seeds=3, steps=1500, denoiser_steps=1000, sweep_n=(), sweep_k=(4, 8),
+                     sweep_delta=(0.25, 0.5), sweep_sigma=(), sweep_lam=(), sweep_width=()),
+    # < 2 min on 2 cores: every axis, 5 seeds
+    "quick": _QUICK,
+    # the reported sweep: 10+ seeds, longer training, finer axes
+    "full": replace(_QUICK, seeds=12, steps=6000, denoiser_steps=4000,
+                    sweep_n=(8, 16, 32, 64, 128, 256), sweep_k=(4, 6, 8, 10, 12, 16),
+                    sweep_delta=(0.0625, 0.125, 0.25, 0.5, 1.0),
+                    sweep_sigma=(0.1, 0.2, 0.3, 0.45, 0.6), sweep_lam=(0.0, 0.01, 0.1, 1.0, 10.0),
+                    sweep_width=(8, 16, 32, 64, 128)),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of a sweep: the fields that vary along the axes (the rest come from the config)."""
+
+    n_train: int
+    k: int
+    delta: float
+    sigma: float
+    lam: float
+    width: int
+
+    @classmethod
+    def base(cls, cfg: ReluConfig) -> "Setting":
+        return cls(cfg.n_train, cfg.k, cfg.delta, cfg.sigma, cfg.lam, cfg.width)
+
+    def key(self) -> tuple:
+        """Hashable identity used for resume (floats as repr strings, stable across CSV round trips)."""
+        return (int(self.n_train), int(self.k), repr(float(self.delta)), repr(float(self.sigma)),
+                repr(float(self.lam)), int(self.width))

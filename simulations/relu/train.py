@@ -1,0 +1,124 @@
+"""Batched training of S two-layer ReLU networks in one computation.
+
+Every network has its own data (rows of ``x``/``y``, padded and masked), its own loss weights and
+its own frozen denoiser, so one stack can hold several methods, settings and seeds. The stacked
+objective is the *sum* of the per-network objectives; networks share no parameters, so each one
+receives exactly its own gradient, and Adam (element-wise) then updates each one exactly as if it
+were trained alone.
+
+Per-network objective (README §1, continuous outputs; related-methods §6.1):
+
+    std_w * mean_i (f(x_i) - y_i)^2  +  comp_w * mean_i (Pi(f(x_i)) - y_i)^2
+        + weight_decay * (1/2) sum_j (a_j^2 + w_j^2)  [+ method regularizer]
+
+The composed term is differentiated through the frozen Pi (pathwise gradient).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import models
+
+__all__ = ["Batch", "objective", "train_stack", "denoiser_data", "train_denoisers"]
+
+
+@dataclass
+class Batch:
+    """Inputs of a stack: padded data and per-row loss weights.
+
+    Attributes:
+        x, y, mask: [S, N]; mask is 1 on real points, 0 on padding.
+        std_w, comp_w: [S] weights of the standard and composed terms.
+        denoiser: stacked frozen denoiser parameters for every row ([S, m]; ignored where comp_w=0).
+        regularizers: (row indices, fn(params_of_rows, x_rows, mask_rows) -> [len(rows)]) pairs.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+    std_w: torch.Tensor
+    comp_w: torch.Tensor
+    denoiser: Optional[dict] = None
+    regularizers: Sequence[tuple[torch.Tensor, Callable]] = ()
+
+
+def _masked_mean(err2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (err2 * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def objective(p: dict, batch: Batch, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row (data loss, total objective), each of shape [S]."""
+    pred = models.forward(p, batch.x)
+    data = batch.std_w * _masked_mean((pred - batch.y) ** 2, batch.mask)
+    comp_rows = torch.nonzero(batch.comp_w > 0).flatten()
+    if len(comp_rows):
+        den = {k: v[comp_rows] for k, v in batch.denoiser.items()}
+        out = models.forward(den, pred[comp_rows])  # Pi(f(x)), Pi frozen (no grad on den)
+        comp = _masked_mean((out - batch.y[comp_rows]) ** 2, batch.mask[comp_rows])
+        data = data.index_add(0, comp_rows, batch.comp_w[comp_rows] * comp)
+    total = data + weight_decay * models.weight_penalty(p)
+    for rows, fn in batch.regularizers:
+        sub = {k: v[rows] for k, v in p.items()}
+        total = total.index_add(0, rows, fn(sub, batch.x[rows], batch.mask[rows]))
+    return data, total
+
+
+def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: float
+                ) -> tuple[dict, np.ndarray]:
+    """Full-batch Adam on the stacked objective.
+
+    Args:
+        p: initial stacked parameters (copied, not modified).
+        batch: the rows' data and loss weights.
+        steps: Adam steps.
+        lr: learning rate.
+        weight_decay: coefficient of the Savarese cost (1/2)sum(a^2 + w^2) (L2 in the loss,
+            so stationary points are those of the regularized objective).
+
+    Returns:
+        Trained parameters and each row's final data loss (objective without weight decay).
+    """
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
+    opt = torch.optim.Adam(list(p.values()), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        _, total = objective(p, batch, weight_decay)
+        total.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        data, _ = objective(p, batch, weight_decay)
+    return {k: v.detach() for k, v in p.items()}, data.numpy().copy()
+
+
+def denoiser_data(k: int, h: float, sigma: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n unlabeled valid outputs (uniform over 0, h, ..., (k-1)h) and their Gaussian corruptions."""
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, k, size=n) * h
+    return clean + sigma * rng.standard_normal(n), clean
+
+
+def train_denoisers(p: dict, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int, batch: int,
+                    lr: float, seed: int) -> dict:
+    """Pre-train S denoisers Pi: corrupted valid output -> clean valid output (MSE, Adam).
+
+    Every row has its own fixed pre-training set (``noisy``/``clean`` of shape [S, n]); all rows
+    use the same minibatch positions each step, drawn from ``seed`` and the step only, so a
+    denoiser does not depend on which others share the stack.
+    """
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
+    opt = torch.optim.Adam(list(p.values()), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    g = torch.Generator().manual_seed(int(seed))
+    n = noisy.shape[1]
+    for _ in range(steps):
+        idx = torch.randint(0, n, (min(batch, n),), generator=g)
+        opt.zero_grad(set_to_none=True)
+        out = models.forward(p, noisy[:, idx])
+        ((out - clean[:, idx]) ** 2).mean(1).sum().backward()
+        opt.step()
+        sched.step()
+    return {k: v.detach() for k, v in p.items()}

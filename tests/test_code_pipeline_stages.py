@@ -1,0 +1,140 @@
+"""Pipeline stages on a tiny configuration (CPU, no g++): presets, frozen Π, resume, bad files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from composedft.config import apply_overrides
+from composedft.io import CheckpointError, atomic_write_json, atomic_write_jsonl, load_checkpoint
+from simulations.code import pipeline, stages
+from simulations.code import seq2seq_train as T
+from simulations.code.config import PRESETS
+from simulations.code.corrupt import corrupt_sanstype
+from simulations.code.data import Example, TestCase
+from simulations.code.decode import max_len_from_data
+from simulations.code.sanstype import generate_programs
+
+TINY = {"d_model": 16, "d_ff": 32, "n_layers": 1, "batch_size": 8, "composed_batch_size": 4, "composed_k": 2,
+        "denoiser_steps": 3, "direct_steps": 3, "standard_steps": 3, "composed_steps": 2, "eval_every": 2,
+        "denoiser_warmup": 2, "direct_warmup": 2, "standard_warmup": 2, "composed_warmup": 1,
+        "decode_batch_size": 8, "device": "cpu", "dataset": "sanstype"}
+TRAIN_STAGES = ("vocab", "denoiser", "direct", "standard", "composed")
+
+
+def write_tiny_data(out, n=16, seed=0):
+    """A run folder's data/ without g++: generated programs, dummy (unused) test cases."""
+    progs = generate_programs(n + 8, seed)
+    ex = [Example(p.id, p.src, p.tgt, (TestCase("", ""),)) for p in progs]
+    rng = np.random.default_rng(seed)
+    d = out / "data"
+    for name, part in (("train", ex[:n]), ("val", ex[n:n + 4]), ("test_id", ex[n + 4:n + 6]),
+                       ("test_ood", ex[n + 6:])):
+        stages.write_examples(d / f"{name}.jsonl", part)
+    unl = generate_programs(3 * n, seed + 1)
+    pairs = [{"src": corrupt_sanstype(p.tgt, rng), "tgt": p.tgt} for p in unl]
+    atomic_write_jsonl(d / "denoise_train.jsonl", pairs[4:])
+    atomic_write_jsonl(d / "denoise_val.jsonl", pairs[:4])
+    lengths = [len(e.tgt.split()) for e in ex]
+    atomic_write_json(d / "info.json", {"dataset": "sanstype", "max_decode_len": max_len_from_data(lengths)})
+
+
+def tiny_cfg(preset="toy", **kw):
+    return apply_overrides(PRESETS[preset], {**TINY, **kw})
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_builds_and_trains_a_few_steps(tmp_path, preset):
+    cfg = tiny_cfg(preset)
+    assert cfg.n_heads == PRESETS[preset].n_heads  # the preset's own architecture choices survive
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, TRAIN_STAGES)
+    for name in ("denoiser", "direct", "standard", "composed"):
+        ck = load_checkpoint(tmp_path / "models" / f"{name}.pt")
+        assert np.isfinite(ck["best_val_nll"])
+    m = (tmp_path / "manifest.json").read_text()
+    assert "tokens_per_s" in m and "wall_s" in m
+
+
+@pytest.mark.parametrize("init", ["denoiser", "standard"])
+def test_composed_training_leaves_denoiser_bitwise_unchanged(tmp_path, init):
+    cfg = tiny_cfg(composed_init=init)
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, ("vocab", "denoiser", "direct", "standard"))
+    before = load_checkpoint(tmp_path / "models" / "denoiser.pt")["model"]
+    start = load_checkpoint(tmp_path / "models" / f"{init}.pt")["model"]
+    pipeline.run(cfg, tmp_path, ("composed",))
+    after = load_checkpoint(tmp_path / "models" / "denoiser.pt")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    f = load_checkpoint(tmp_path / "models" / "composed.pt")["model"]
+    # the base predictor did move away from its initialisation (it was trained)
+    assert any(not torch.equal(f[k], start[k]) for k in f)
+    man = (tmp_path / "manifest.json").read_text()
+    assert f'"composed_init": "{init}"' in man and '"denoiser_unchanged": true' in man
+
+
+def _fit_direct(tmp_path, cfg, crash_at=None):
+    """Train the direct stage's model with the composed loss shape (dropout on, sampling off)."""
+    ctx = stages.Context(cfg=cfg, rd=pipeline.RunDir(tmp_path), device=torch.device("cpu"), dist=stages.Dist())
+    vocab = stages._vocab(ctx)
+    corpus, val = stages._corpora(ctx, vocab, denoiser=False)
+    model = stages._new_model(ctx, vocab, "direct")
+    base = stages._nll_loss(0.0)
+
+    def loss_fn(m, batch, step):
+        if crash_at is not None and step == crash_at:
+            raise KeyboardInterrupt("killed")
+        return base(m, batch, step)
+
+    fc = T.FitConfig(steps=6, lr=1e-2, warmup=2, eval_every=2)
+    T.fit(model, loss_fn, stages._batch_fn(ctx, corpus, 8, 0), fc,
+          eval_fn=lambda: T.mean_nll(model, val, 8, "cpu"), run_dir=tmp_path / "stages" / "x", log=lambda s: None)
+    return model
+
+
+def test_killed_and_resumed_stage_matches_uninterrupted(tmp_path):
+    cfg = tiny_cfg(dropout=0.3)  # dropout: the RNG state must be restored too
+    for sub in ("a", "b"):
+        write_tiny_data(tmp_path / sub)
+        pipeline.run(cfg, tmp_path / sub, ("vocab",))
+    torch.manual_seed(123)
+    full = _fit_direct(tmp_path / "a", cfg)
+    torch.manual_seed(123)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_direct(tmp_path / "b", cfg, crash_at=3)  # dies after the step-2 checkpoint
+    torch.manual_seed(999)  # a fresh process: different global RNG until the checkpoint restores it
+    resumed = _fit_direct(tmp_path / "b", cfg)
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_missing_or_corrupt_run_folder_files_give_clear_errors(tmp_path, capsys):
+    cfg = tiny_cfg()
+    write_tiny_data(tmp_path)
+    (tmp_path / "data" / "train.jsonl").unlink()
+    with pytest.raises(stages.RunFolderError, match="train.jsonl: missing"):
+        pipeline.run(cfg, tmp_path, ("vocab",))
+    write_tiny_data(tmp_path)
+    (tmp_path / "data" / "val.jsonl").write_text('{"id": "x", "src": "a"\n')
+    pipeline.run(cfg, tmp_path, ("vocab",))
+    with pytest.raises(Exception, match=r"val.jsonl: line 1"):
+        pipeline.run(cfg, tmp_path, ("direct",))
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, ("denoiser",))
+    path = tmp_path / "models" / "denoiser.pt"
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(CheckpointError, match="denoiser.pt"):
+        pipeline.run(cfg, tmp_path, ("standard",))
+    # the command line reports it and exits non-zero
+    argv = ["--preset", "toy", "--out", str(tmp_path), "--stages", "standard", *[f"--{k}={v}" for k, v in TINY.items()]]
+    assert pipeline.main(argv) == 2
+    assert "denoiser.pt" in capsys.readouterr().err
+
+
+def test_run_folder_refuses_a_different_configuration(tmp_path, capsys):
+    write_tiny_data(tmp_path)
+    pipeline.run(tiny_cfg(), tmp_path, ("vocab",))
+    with pytest.raises(stages.RunFolderError, match="d_model"):
+        pipeline.run(tiny_cfg(d_model=32), tmp_path, ("vocab",))
+    assert pipeline.main(["--preset", "toy", "--out", str(tmp_path), "--no_such_field=1"]) == 2
+    assert "no_such_field" in capsys.readouterr().err
