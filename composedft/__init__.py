@@ -8,7 +8,9 @@ __version__ = "0.1.0"
 from .config import ConfigError, apply_overrides, cfg_to_dict, parse_config  # noqa: E402
 from .io import CheckpointError, DataFileError, load_checkpoint, save_checkpoint  # noqa: E402
 
-try:  # the composition core proper (compose/objectives/train) is imported lazily if present
-    from .compose import Composed, freeze, init_base_predictor  # noqa: F401
-except ImportError:  # pragma: no cover - only while the package is being assembled
-    pass
+from .compose import Composed, freeze, init_base_predictor  # noqa: E402,F401
+from .estimators import composed_sequence_loss, score_function_surrogate  # noqa: E402,F401
+from .objectives import (composed_mse, posthoc_predict, sequence_logprob, standard_mse,  # noqa: E402,F401
+                         standard_nll)
+from .strategies import STRATEGIES, Strategy, get_strategy, register_strategy  # noqa: E402,F401
+from .train import TrainConfig, TrainResult  # noqa: E402,F401  (not `train`: it would shadow the module)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from scipy.optimize import minimize_scalar
 
 from . import bounds, multioutput as mo, staircase as sc
@@ -168,12 +167,7 @@ def run_checks(quick: bool = False, seed: int = 0) -> list[dict]:
     probs = [FitProblem(xs, ys, "mse", 0.0, 1e-4), FitProblem(xs, ys, "band", H / 2 - MARGIN, 3e-4),
              FitProblem(xs, ys, "denoised", EPS, 3e-4, h=H, T=T_DEN), FitProblem(xi, yi, "mse", 0.0, 1e-4),
              FitProblem(xm, ym, "band", H / 2 - MARGIN, 3e-4)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threading only adds overhead
-    try:
-        fits = fit_relu_nets(probs, FitConfig(width=64, steps=3000 if quick else 8000, lr=2e-2, seed=seed))
-    finally:
-        torch.set_num_threads(threads)
+    fits = fit_relu_nets(probs, FitConfig(width=64, steps=3000 if quick else 8000, lr=2e-2, seed=seed))
     tol_t = 0.25 if quick else TOL_TRAINED
 
     # standard staircase

@@ -171,7 +171,8 @@ def fn_norm_of_net(a, w, b, c=0.0) -> float | np.ndarray:
     t = np.take_along_axis(t, order, 1)
     d = np.take_along_axis(d, order, 1)
     # group ids: a new group starts where the knot moves by more than the merge tolerance
-    gap = np.diff(t, axis=1) > _MERGE_RTOL * np.maximum(1.0, np.abs(t[:, 1:]))
+    with np.errstate(invalid="ignore"):  # inf - inf between inactive (w = 0, d = 0) units
+        gap = np.diff(t, axis=1) > _MERGE_RTOL * np.maximum(1.0, np.abs(t[:, 1:]))
     gid = np.concatenate([np.zeros((t.shape[0], 1), int), np.cumsum(gap, axis=1)], axis=1)
     rows = np.repeat(np.arange(t.shape[0]), t.shape[1])
     flat = rows * t.shape[1] + gid.ravel()

@@ -79,6 +79,16 @@ def _residual(out, y, kind, beta, h, T):
 
 
 def fit_relu_nets(problems: list[FitProblem], cfg: FitConfig) -> list[FitResult]:
+    """Train the batch single-threaded (tiny tensors: threads only add overhead); see _fit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(problems, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(problems: list[FitProblem], cfg: FitConfig) -> list[FitResult]:
     """Train one width-m net per problem, all in one batched float64 torch loop.
 
     Problems are padded to a common n and d with zero-weight entries, so each fit is exactly the

@@ -126,6 +126,6 @@ TOY = replace(
     direct_steps=600, direct_lr=3e-3, direct_warmup=100,
     standard_steps=400, standard_lr=3e-3, standard_warmup=50,
     composed_steps=60, composed_lr=3e-4, composed_warmup=10, composed_k=4, composed_batch_size=16,
-    eval_every=100, decode_batch_size=100, eval_workers=2, threads=2)
+    eval_every=100, decode_batch_size=100, eval_workers=2, threads=1)
 
 PRESETS: dict[str, CodeConfig] = {"toy": TOY, "sanstype-paper": SANSTYPE_PAPER, "spoc-paper": SPOC_PAPER}

@@ -198,7 +198,7 @@ def _check_program(compiler: Compiler, pid: str, source: str, cases: Sequence[Te
     if binp is None:
         return {"id": pid, "status": "compile_error", "first_failing_case": None, "detail": msg[:1000]}
     for i, case in enumerate(cases):
-        r = sandbox.run(["./prog"], case.input, limits, files={"prog": binp})
+        r = sandbox.run(["../prog"], case.input, limits, files={"prog": binp})
         if r.status != "ok":
             detail = r.detail + ((": " + r.stderr.decode("utf-8", "replace")[:300]) if r.stderr else "")
             return {"id": pid, "status": r.status, "first_failing_case": i, "detail": detail}

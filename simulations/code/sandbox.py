@@ -38,6 +38,7 @@ import ctypes
 import math
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -181,7 +182,7 @@ def _sandbox_root() -> Path:
     return _root_dir
 
 
-def _make_preexec(limits: Limits, uid: int | None, run_dir: str, namespaces: bool):
+def _make_preexec(limits: Limits, uid: int | None, per_run_ns: bool):
     cpu = limits.cpu_s if limits.cpu_s is not None else int(math.ceil(limits.time_s)) + 1
     rl = [(resource.RLIMIT_CPU, (cpu, cpu + 1)),
           (resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes)),
@@ -189,18 +190,15 @@ def _make_preexec(limits: Limits, uid: int | None, run_dir: str, namespaces: boo
           (resource.RLIMIT_NPROC, (limits.nproc, limits.nproc)),
           (resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile)),
           (resource.RLIMIT_CORE, (0, 0))]
-    run_b = run_dir.encode()
+    tmpfs = [d.encode() for d in _TMPFS_DIRS if os.path.isdir(d)]
 
     def preexec() -> None:  # runs in the child between fork and exec; keep it to syscalls
-        if namespaces and not _isolated:
+        if per_run_ns:
             if (_libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0
-                    or _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0
-                    or _libc.mount(run_b, b"/tmp", None, MS_BIND, None) != 0):
+                    or _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0):
                 os._exit(125)
-            for d in _TMPFS_DIRS:
-                if os.path.isdir(d):
-                    _libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"size=1m,nr_inodes=64")
-            os.chdir("/tmp")
+            for d in tmpfs:
+                _libc.mount(b"tmpfs", d, b"tmpfs", 0, b"size=1m,nr_inodes=64")
         for what, lim in rl:
             resource.setrlimit(what, lim)
         if uid is not None:
@@ -237,83 +235,147 @@ def stray_processes(uid: int | None = None, sid: int | None = None) -> list[int]
     return [p for p, _, st in _procs_of(uid, sid) if st != "Z"]
 
 
-def _kill_all(uid: int | None, sid: int, me: int) -> None:
-    """SIGKILL every process of the run until none is left; reap those that are our children."""
+def _kill_all(uid: int | None, sid: int, main_pid: int) -> None:
+    """SIGKILL every process of the run until none is left alive.
+
+    Zombies that are our children are reaped here, except ``main_pid`` (its exit status belongs
+    to ``Popen.wait``); orphans were re-parented to us because we are a child subreaper.
+    """
+    me = os.getpid()
     deadline = time.monotonic() + 5.0
     while True:
-        procs = _procs_of(uid, None if uid is not None else sid)
-        for pid, ppid, state in procs:
-            if state != "Z":
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if ppid == me:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-        if not procs:
+        alive = 0
+        for pid, ppid, state in _procs_of(uid, None if uid is not None else sid):
+            if state == "Z":
+                if ppid == me and pid != main_pid:
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+                continue
+            alive += 1
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not alive:
             return
         if time.monotonic() > deadline:
-            raise SandboxError(f"could not kill sandbox processes {[p for p, _, _ in procs]}")
-        time.sleep(0.002)
+            raise SandboxError(f"could not kill the processes of sandbox uid {uid} / session {sid}")
+        time.sleep(0.001)
+
+
+class _Workspace:
+    """This process's sandbox directory, reused across runs (creating and removing a directory
+    per run cost more than the run itself): ``<root>/w<pid>/`` (root-owned, 0755) holds the
+    read-only binary copies; ``<root>/w<pid>/cwd/`` (owned by the sandbox uid) is the program's
+    working directory, emptied after every run. stdin/stdout/stderr are unlinked files."""
+
+    def __init__(self, uid: int | None):
+        self.pid = os.getpid()
+        self.dir = _sandbox_root() / f"w{self.pid}"
+        self.cwd = self.dir / "cwd"
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.cwd, 0o700)
+        if uid is not None:
+            os.chown(self.cwd, uid, uid)
+        self.files = [tempfile.TemporaryFile(dir=_sandbox_root()) for _ in range(3)]
+        self.copied: dict[str, tuple] = {}
+
+    def stage(self, name: str, src: str | os.PathLike) -> None:
+        st = os.stat(src)
+        key = (str(src), st.st_ino, st.st_size, st.st_mtime_ns)
+        if self.copied.get(name) != key:
+            shutil.copyfile(src, self.dir / name)
+            os.chmod(self.dir / name, 0o755)
+            self.copied[name] = key
+
+    def clean(self) -> None:
+        for ent in os.scandir(self.cwd):
+            if ent.is_dir(follow_symlinks=False):
+                shutil.rmtree(ent.path, ignore_errors=True)
+            else:
+                os.unlink(ent.path)
+        os.chmod(self.cwd, 0o700)
+
+
+_ws: _Workspace | None = None
+
+
+def _workspace(uid: int | None) -> _Workspace:
+    global _ws
+    if _ws is None or _ws.pid != os.getpid() or not _ws.cwd.is_dir():
+        _ws = _Workspace(uid)
+    return _ws
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait for ``proc`` up to ``timeout`` s without polling; True if it exited."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
 
 
 def run(argv: Sequence[str], stdin: bytes | str = b"", limits: Limits = Limits(),
         files: dict[str, str | os.PathLike] | None = None) -> RunResult:
-    """Run ``argv`` (no shell) in a fresh private directory under ``limits``.
+    """Run ``argv`` (no shell) in the private working directory under ``limits``.
 
-    ``files`` maps names to host paths copied into the directory first (e.g. the binary:
-    ``run(["./prog"], files={"prog": path})``). Returns the captured, capped output.
+    ``files`` maps names to host paths made available read-only beside the working directory,
+    as ``../<name>`` (e.g. the binary: ``run(["../prog"], files={"prog": path})``). Returns the
+    captured, capped output. One run at a time per process.
     """
     caps = capabilities()
     if isinstance(stdin, str):
-        stdin = stdin.encode()
+        stdin = stdin.encode("utf-8", "surrogateescape")
     with _lock:
         uid = UID_BASE + os.getpid() if caps["root"] else None
-        run_dir = tempfile.mkdtemp(dir=_sandbox_root())
+        ws = _workspace(uid)
+        for name, src in (files or {}).items():
+            ws.stage(name, src)
+        fin, fout, ferr = ws.files
+        for f in ws.files:
+            f.seek(0)
+            f.truncate()
+        fin.write(stdin)
+        fin.flush()
+        fin.seek(0)
+        per_run_ns = caps["namespaces"] and not _isolated
+        home = str(ws.cwd)
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": home, "TMPDIR": home}
+        t0 = time.monotonic()
         try:
-            for name, src in (files or {}).items():
-                dst = os.path.join(run_dir, name)
-                shutil.copyfile(src, dst)
-                os.chmod(dst, 0o755)
-            if uid is not None:
-                os.chown(run_dir, uid, uid)
-            with tempfile.TemporaryFile(dir=_sandbox_root()) as fin, \
-                    tempfile.TemporaryFile(dir=_sandbox_root()) as fout, \
-                    tempfile.TemporaryFile(dir=_sandbox_root()) as ferr:
-                fin.write(stdin)
-                fin.seek(0)
-                per_run_ns = caps["namespaces"] and not _isolated
-                home = "/tmp" if per_run_ns else run_dir
-                env = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": home, "TMPDIR": home}
-                t0 = time.monotonic()
-                try:
-                    proc = subprocess.Popen(list(argv), stdin=fin, stdout=fout, stderr=ferr, cwd=run_dir,
-                                            env=env, start_new_session=True, close_fds=True,
-                                            preexec_fn=_make_preexec(limits, uid, run_dir, caps["namespaces"]))
-                except OSError as e:
-                    raise SandboxError(f"could not start {argv[0]}: {e}") from e
-                timed_out = False
-                try:
-                    rc = proc.wait(timeout=limits.time_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                wall = time.monotonic() - t0
-                _kill_all(uid, proc.pid, os.getpid())
-                rc = proc.wait()
-                if _isolated and uid is not None:
-                    _sweep_tmp(uid)
-                if rc == 125 and per_run_ns:
-                    raise SandboxError("namespace set-up failed in the sandboxed child")
-                if rc in (-signal.SIGXCPU, -signal.SIGKILL) and wall >= limits.time_s * 0.9:
-                    timed_out = True  # the CPU rlimit fired
-                fout.seek(0)
-                out = fout.read(limits.output_bytes + 1)
-                ferr.seek(0)
-                err = ferr.read(limits.stderr_keep)
+            proc = subprocess.Popen(list(argv), stdin=fin, stdout=fout, stderr=ferr, cwd=ws.cwd,
+                                    env=env, start_new_session=True, close_fds=True,
+                                    preexec_fn=_make_preexec(limits, uid, per_run_ns))
+        except OSError as e:
+            raise SandboxError(f"could not start {argv[0]}: {e}") from e
+        timed_out = not _wait(proc, limits.time_s)
+        wall = time.monotonic() - t0
+        try:
+            _kill_all(uid, proc.pid, proc.pid)
+            rc = proc.wait()
         finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            ws.clean()
+            if uid is not None:
+                _sweep_tmp(uid)
+        if rc == 125 and per_run_ns:
+            raise SandboxError("namespace set-up failed in the sandboxed child")
+        if rc in (-signal.SIGXCPU, -signal.SIGKILL) and wall >= limits.time_s * 0.9:
+            timed_out = True  # the CPU rlimit fired
+        fout.seek(0)
+        out = fout.read(limits.output_bytes + 1)
+        ferr.seek(0)
+        err = ferr.read(limits.stderr_keep)
     limited = rc == -signal.SIGXFSZ or len(out) >= limits.output_bytes
     return RunResult(rc, out[:limits.output_bytes], err, timed_out, limited, wall)

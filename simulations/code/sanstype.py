@@ -266,7 +266,7 @@ def label_outputs(tgts: Sequence[str], stdins: Sequence[str], evaluator=None) ->
         if binp is None:
             raise RuntimeError(f"gold SANSTYPE programs {start}..{start + len(chunk) - 1} do not compile: {msg[:2000]}")
         for k in range(len(chunk)):
-            r = sandbox.run(["./prog", str(k)], stdins[start + k], ev.limits, files={"prog": binp})
+            r = sandbox.run(["../prog", str(k)], stdins[start + k], ev.limits, files={"prog": binp})
             if r.status != "ok":
                 raise RuntimeError(f"gold SANSTYPE program {start + k} failed: {r.detail}\n{chunk[k]}")
             outs.append(r.stdout.decode())

@@ -23,7 +23,7 @@ import torch
 
 from . import models
 
-__all__ = ["Batch", "objective", "train_stack", "denoiser_data", "train_denoisers"]
+__all__ = ["Batch", "objective", "train_stack", "denoiser_data", "knot_grid_fit", "train_denoisers"]
 
 
 @dataclass
@@ -99,6 +99,36 @@ def denoiser_data(k: int, h: float, sigma: float, n: int, seed: int) -> tuple[np
     rng = np.random.default_rng(seed)
     clean = rng.integers(0, k, size=n) * h
     return clean + sigma * rng.standard_normal(n), clean
+
+
+def knot_grid_fit(noisy: torch.Tensor, clean: torch.Tensor, widths: Sequence[int], m: int,
+                  lo: np.ndarray, hi: np.ndarray, ridge: float = 1e-8) -> dict:
+    """Least-squares start for the denoisers: first layer fixed to a knot grid, output layer solved.
+
+    Row s gets ``widths[s]`` right-facing units relu(x - t_j) with knots t_j evenly spaced on
+    ``[lo_s, hi_s]``; (a, c) minimise the mean squared denoising error plus ``ridge * |a|^2``
+    (a linear least-squares problem, solved for all rows at once). The units are then rescaled to
+    balanced form |a_j| = |w_j| (same function, minimal weight norm, related-methods §6.1).
+    Gradient descent from a random start stays near the identity map for thousands of steps
+    (spectral bias); this convex start gives the flat plateaus a denoiser needs.
+    """
+    S, n = noisy.shape
+    w = torch.zeros(S, m, dtype=noisy.dtype)
+    t = torch.zeros(S, m, dtype=noisy.dtype)
+    for s, width in enumerate(widths):
+        w[s, :width] = 1.0
+        t[s, :width] = torch.linspace(float(lo[s]), float(hi[s]), width + 2, dtype=noisy.dtype)[1:-1]
+    feats = torch.relu(noisy.unsqueeze(-1) * w.unsqueeze(1) - (w * t).unsqueeze(1))  # [S, n, m]
+    design = torch.cat([feats, torch.ones(S, n, 1, dtype=noisy.dtype)], dim=2)
+    gram = design.transpose(1, 2) @ design / n
+    reg = torch.diag_embed(torch.cat([(w > 0).to(noisy.dtype) * ridge, torch.zeros(S, 1, dtype=noisy.dtype)], 1))
+    pad = torch.diag_embed(torch.cat([(w == 0).to(noisy.dtype), torch.zeros(S, 1, dtype=noisy.dtype)], 1))
+    rhs = design.transpose(1, 2) @ clean.unsqueeze(-1) / n
+    coef = torch.linalg.solve(gram + reg + pad, rhs).squeeze(-1)  # padded units: coefficient 0
+    a, c = coef[:, :m], coef[:, m]
+    scale = torch.sqrt(a.abs().clamp_min(1e-300))  # balance: (a, w, b) -> (a/s, s w, s b)
+    scale = torch.where(w > 0, scale, torch.zeros_like(scale))
+    return {"a": torch.sign(a) * scale, "w": w * scale, "b": -w * t * scale, "c": c}
 
 
 def train_denoisers(p: dict, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int, batch: int,
