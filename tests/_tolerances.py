@@ -1,7 +1,7 @@
 """The suite's numerical tolerances, in one table (add entries; do not change others' without a reason).
 
 Each entry says why its value is what it is. Import as ``from _tolerances import TOL``
-(pytest puts ``tests/`` on the path via rootdir conftest).
+(pytest prepends ``tests/`` to sys.path: the folder has no __init__.py).
 """
 TOL = {
     # float64 central differences with h = 1e-6: truncation O(h^2 |f'''|) ~ 1e-12, round-off
