@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import os
-import types
 from typing import Any, Callable, Literal, Mapping
 
 import torch
@@ -27,9 +26,19 @@ __all__ = ["Composed", "freeze", "unfreeze", "is_frozen", "init_base_predictor",
 InitMode = Literal["denoiser", "checkpoint", "random"]
 
 
-def _train_stays_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    """Replacement ``train`` of a frozen module: whatever ``mode`` is asked, stay in eval."""
-    return nn.Module.train(self, False)
+class _StayEval:
+    """Replacement ``train`` of a frozen module: whatever ``mode`` is asked, stay in eval.
+
+    A small callable object rather than a bound method so that the frozen module still pickles
+    (``torch.save(module)``, multiprocessing) and deep-copies (the copy's ``train`` refers to the
+    copy).
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __call__(self, mode: bool = True) -> nn.Module:
+        return nn.Module.train(self.module, False)
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -42,8 +51,8 @@ def freeze(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     module.eval()
-    # An instance attribute shadows nn.Module.train; deepcopy rebinds the method to the copy.
-    object.__setattr__(module, "train", types.MethodType(_train_stays_eval, module))
+    # An instance attribute shadows nn.Module.train (for this module only, not its class).
+    object.__setattr__(module, "train", _StayEval(module))
     return module
 
 

@@ -34,6 +34,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600 files; results are meant to be shared, so use the umask's default.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -63,10 +67,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> 
 
 
 def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):  # numpy / torch arrays and scalars (0-d gives a plain number)
+        return o.tolist()
     if hasattr(o, "item"):
         return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
@@ -158,6 +162,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
                 out.append(obj)
     except FileNotFoundError:
         raise DataFileError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFileError(f"{path}: cannot read ({err})") from None
     return out
 
 

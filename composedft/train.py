@@ -289,7 +289,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: 
             out = loss_fn(model, batch)
             loss, stats = out if isinstance(out, tuple) else (out, {})
             if not bool(torch.isfinite(loss.detach())):
-                raise FloatingPointError(f"train: loss is {float(loss)} at step {result.step}")
+                raise FloatingPointError(f"train: loss is {float(loss.detach())} at step {result.step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -157,14 +157,16 @@ def _stats(exs):
 @needs_data
 @pytest.mark.parametrize("cfg", [REFERENCE, FIXED], ids=["reference", "fixed"])
 def test_statistics_match_paper_train(cfg):
-    """Tolerances: means of statements and tokens per program within 6%; each type's share of
+    """Tolerances: means of statements and tokens per program within 6% (reference) or 10%
+    (fixed: a swap that needs new variables declares them as two statements and prints them); each type's share of
     declarations within 0.04; swap-block rate within 0.05 (n = 1,000: s.e. ~0.015); max/min
     rate within a factor 3 (paper: 4%; the fix lets later ints in, which raises it); vocabulary
     (numbers, var_k, str_k normalized) equal to the paper's up to the documented changes."""
     paper = _stats(load_sanstype(DATA / "sanstype" / "train"))
     ours = _stats(generate_programs(1000, seed=0, cfg=cfg))
-    assert abs(ours["stmts"] / paper["stmts"] - 1) < 0.06, (ours["stmts"], paper["stmts"])
-    assert abs(ours["tokens"] / paper["tokens"] - 1) < 0.06, (ours["tokens"], paper["tokens"])
+    tol = 0.06 if cfg == REFERENCE else 0.10  # fixed swaps add 2 declarations + 2 prints
+    assert abs(ours["stmts"] / paper["stmts"] - 1) < tol, (ours["stmts"], paper["stmts"])
+    assert abs(ours["tokens"] / paper["tokens"] - 1) < tol, (ours["tokens"], paper["tokens"])
     for k in ("int", "bool", "string"):
         assert abs(ours["types"][k] - paper["types"][k]) < 0.04, (k, ours["types"], paper["types"])
     assert abs(ours["swap"] - paper["swap"]) < 0.05, (ours["swap"], paper["swap"])
@@ -182,7 +184,7 @@ def test_ood_uses_unseen_templates():
     tmpl = lambda exs: {norm(x).strip() for e in exs for x in e.src.split(" $ ") if x.strip()}  # noqa: E731
     id_t, ood_t = tmpl(generate_programs(1000, 0)), tmpl(generate_programs(1000, 0, ood=True))
     only_ood = ood_t - id_t
-    assert {"stdout V;", "output V;", "swap V and V;"} <= {t for t in only_ood if "TAB" not in t}
+    assert {"stdout V;", "output V;", "if V, swap V and V;", "V and true;"} <= {t for t in only_ood if "TAB" not in t}
     # same programs distribution: the targets share every normalized statement form
     tgt = lambda exs: {norm(x) for e in exs for x in e.tgt.split(" $ ")}  # noqa: E731
     assert tgt(generate_programs(1000, 0, ood=True)) <= tgt(generate_programs(3000, 1))

@@ -9,6 +9,7 @@ from composedft.compose import Composed, freeze, init_base_predictor, is_frozen,
 from composedft.io import CheckpointError, save_checkpoint
 from composedft.objectives import composed_mse
 from composedft.train import TrainConfig, train
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 
 def _denoiser(seed=0, width=8, dim=3, dtype=torch.float64):
@@ -72,7 +73,7 @@ def test_composed_training_leaves_denoiser_bitwise_unchanged():
     def hook(opt, args, kwargs):  # what the optimizer actually steps
         seen_in_optimizer.append({id(p) for g in opt.param_groups for p in g["params"]})
 
-    handle = torch.optim.optimizer.register_optimizer_step_pre_hook(hook)
+    handle = register_optimizer_step_pre_hook(hook)
     try:
         w = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
 
@@ -184,3 +185,58 @@ def test_unfreeze_restores_training():
     assert d.training and all(p.requires_grad for p in d.parameters())
     d.eval(); d.train()
     assert d.training
+
+
+def test_frozen_denoiser_pickles_and_deep_copies_frozen(tmp_path):
+    import copy
+    d = freeze(_warm_denoiser())
+    torch.save(d, tmp_path / "whole.pt")  # the whole module, e.g. for multiprocessing
+    d2 = torch.load(tmp_path / "whole.pt", weights_only=False)
+    d3 = copy.deepcopy(d)
+    for m in (d2, d3):
+        m.train()
+        assert is_frozen(m)
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), d.state_dict().values()))
+    unfreeze(d3)
+    assert is_frozen(d) and not is_frozen(d3)  # the copy's train() is its own
+
+
+@pytest.mark.gpu
+def test_composed_training_on_cuda_keeps_denoiser_and_resumes_exactly(tmp_path):
+    from composedft.seeding import seed_everything
+    seed_everything(0, deterministic=True)
+    try:
+        _cuda_run(tmp_path)
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def _cuda_run(tmp_path):
+    w = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def batch_fn(step, g):
+        x = torch.randn(16, 3, dtype=torch.float64, generator=g)
+        return x, torch.sin(x @ w)
+
+    def loss(m, b):
+        return composed_mse(m.base_predictor, m.denoiser, *b, lam=1.0)
+
+    class Kill(Exception):
+        pass
+
+    def dying(step, g):
+        if step == 7:
+            raise Kill
+        return batch_fn(step, g)
+
+    cfg = TrainConfig(lr=1e-2, steps=10, ckpt_every=5, device="cuda", progress=False)
+    ref = Composed(_mlp(), _warm_denoiser())
+    before = {k: v.clone() for k, v in ref.denoiser.state_dict().items()}
+    train(ref, loss, batch_fn, cfg, run_dir=tmp_path / "ref")
+    assert all(torch.equal(before[k], v.cpu()) for k, v in ref.denoiser.state_dict().items())
+    run = Composed(_mlp(), _warm_denoiser())
+    with pytest.raises(Kill):
+        train(run, loss, dying, cfg, run_dir=tmp_path / "run")
+    run = Composed(_mlp(seed=9), _warm_denoiser())
+    train(run, loss, batch_fn, cfg, run_dir=tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), run.parameters()))

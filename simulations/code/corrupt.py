@@ -201,15 +201,17 @@ def corrupt_spoc_once(lines: list[tuple[int, list[str]]], rng: np.random.Generat
     """Corrupt one line: (kind, line index, new lines), or None if nothing applied."""
     idents = sorted({t for _, toks in lines for t in toks if _is_ident(t) and t not in _KEYWORDS
                      and t not in _CALLS and t not in _TYPE_WORDS})
+    # Draw the kind first, then a line it applies to (so kinds keep their probabilities on
+    # programs where every kind applies somewhere); redraw the kind if no line fits.
     for _ in range(max_tries):
         kind = SPOC_KINDS[int(rng.choice(len(SPOC_KINDS), p=SPOC_PROBS))]
-        li = int(rng.integers(len(lines)))
-        ind, toks = lines[li]
-        new = _KIND_FN[kind](toks, rng, idents)
-        if new is not None and new != toks:
-            out = list(lines)
-            out[li] = (ind, new)
-            return kind, li, out
+        for li in rng.permutation(len(lines)):
+            ind, toks = lines[int(li)]
+            new = _KIND_FN[kind](toks, rng, idents)
+            if new is not None and new != toks:
+                out = list(lines)
+                out[int(li)] = (ind, new)
+                return kind, int(li), out
     return None
 
 

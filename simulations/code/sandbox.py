@@ -10,7 +10,8 @@ What a run gets (paper-notes §4 "evaluation protocol": time, memory, process an
   ``RLIMIT_CORE = 0``; a wall-clock limit enforced by the parent;
 * stdin from an unlinked temporary file (a program that waits on stdin reads EOF instead of
   blocking); stdout/stderr into unlinked temporary files that it cannot reach by path;
-* a private temporary directory, removed afterwards.
+* a private working directory (owned by the sandbox uid), emptied after every run and removed
+  at exit; the binary sits read-only beside it (``../prog``).
 
 **When running as root** (our dev VM, CI containers) three more things happen, because root is
 exempt from ``RLIMIT_NPROC`` and can write anywhere:
@@ -19,10 +20,12 @@ exempt from ``RLIMIT_NPROC`` and can write anywhere:
    a time per process), so ``RLIMIT_NPROC`` is enforced (fork bombs stop at ``nproc``), it cannot
    write root-owned files, and *every* process it leaves behind is found by its uid - even a
    grandchild that called ``setsid`` to leave the process group - and SIGKILLed;
-2. it gets new network and mount namespaces (``unshare(CLONE_NEWNET | CLONE_NEWNS)``): no
-   network at all (only a down loopback), its directory bind-mounted on ``/tmp`` (cwd), and fresh
-   small tmpfs mounts over the other world-writable directories (``/var/tmp``, ``/dev/shm``,
-   ``/run/lock``), which vanish with the namespace;
+2. it runs in new network and mount namespaces (``unshare(CLONE_NEWNET | CLONE_NEWNS)``): no
+   network at all (only a down loopback), and fresh small tmpfs mounts over the world-writable
+   ``/var/tmp``, ``/dev/shm`` and ``/run/lock``, which vanish with the namespace. The
+   namespaces are made per run (about 2 ms), or once per evaluator worker process
+   (:func:`isolate_current_process`). The one shared world-writable directory left, ``/tmp``,
+   is swept after each run for entries owned by the sandbox uid;
 3. the parent becomes a child subreaper, so orphaned descendants are reaped, not left as zombies.
 
 **Fallback** (not root, or namespaces not permitted, e.g. a container without CAP_SYS_ADMIN):
