@@ -84,11 +84,15 @@ def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: f
     """
     p = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
     opt = torch.optim.Adam(list(p.values()), lr=lr)
+    # cosine decay: large early steps move the denoiser-initialized kinks, small late steps settle
+    # on the weight-decayed (near min-norm) solution instead of oscillating around it
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         _, total = objective(p, batch, weight_decay)
         total.sum().backward()
         opt.step()
+        sched.step()
     with torch.no_grad():
         data, _ = objective(p, batch, weight_decay)
     return {k: v.detach() for k, v in p.items()}, data.numpy().copy()
