@@ -41,7 +41,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     a = load_checkpoint(tmp_path / "single" / "models" / "direct.pt")["model"]
     b = load_checkpoint(tmp_path / "ddp" / "models" / "direct.pt")["model"]
     start = load_checkpoint(tmp_path / "single" / "stages" / "direct" / "last.pt")  # trained, not initial
-    assert start["state"]["step"] == 4
+    assert start["step"] == 4
     for k in a:
         x, y = a[k], b[k]
         if k.endswith("kv.bias"):

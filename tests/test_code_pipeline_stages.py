@@ -8,7 +8,6 @@ import torch
 from composedft.config import apply_overrides
 from composedft.io import CheckpointError, atomic_write_json, atomic_write_jsonl, load_checkpoint
 from simulations.code import pipeline, stages
-from simulations.code import seq2seq_train as T
 from simulations.code.config import PRESETS
 from simulations.code.corrupt import corrupt_sanstype
 from simulations.code.data import Example, TestCase
@@ -74,36 +73,37 @@ def test_composed_training_leaves_denoiser_bitwise_unchanged(tmp_path, init):
 
 
 def _fit_direct(tmp_path, cfg, crash_at=None):
-    """Train the direct stage's model with the composed loss shape (dropout on, sampling off)."""
+    """Train the direct stage's model through the core loop (``stages._fit``), optionally killed."""
     ctx = stages.Context(cfg=cfg, rd=pipeline.RunDir(tmp_path), device=torch.device("cpu"), dist=stages.Dist())
     vocab = stages._vocab(ctx)
     corpus, val = stages._corpora(ctx, vocab, denoiser=False)
     model = stages._new_model(ctx, vocab, "direct")
     base = stages._nll_loss(0.0)
 
-    def loss_fn(m, batch, step):
-        if crash_at is not None and step == crash_at:
+    def loss_fn(m, batch):
+        if crash_at is not None and batch["step"] == crash_at:
             raise KeyboardInterrupt("killed")
-        return base(m, batch, step)
+        return base(m, batch)
 
-    fc = T.FitConfig(steps=6, lr=1e-2, warmup=2, eval_every=2)
-    T.fit(model, loss_fn, stages._batch_fn(ctx, corpus, 8, 0), fc,
-          eval_fn=lambda: T.mean_nll(model, val, 8, "cpu"), run_dir=tmp_path / "stages" / "x", log=lambda s: None)
-    return model
+    info = stages._fit(ctx, "x", model, loss_fn, corpus, val, steps=6, lr=1e-2, warmup=2, batch_size=8)
+    return model, info
 
 
 def test_killed_and_resumed_stage_matches_uninterrupted(tmp_path):
-    cfg = tiny_cfg(dropout=0.3)  # dropout: the RNG state must be restored too
+    cfg = tiny_cfg(dropout=0.3, eval_every=2)  # dropout: the RNG state must be restored too
     for sub in ("a", "b"):
         write_tiny_data(tmp_path / sub)
         pipeline.run(cfg, tmp_path / sub, ("vocab",))
     torch.manual_seed(123)
-    full = _fit_direct(tmp_path / "a", cfg)
+    full, info_full = _fit_direct(tmp_path / "a", cfg)
+    assert info_full["resumed_from"] is None
     torch.manual_seed(123)
     with pytest.raises(KeyboardInterrupt):
         _fit_direct(tmp_path / "b", cfg, crash_at=3)  # dies after the step-2 checkpoint
     torch.manual_seed(999)  # a fresh process: different global RNG until the checkpoint restores it
-    resumed = _fit_direct(tmp_path / "b", cfg)
+    resumed, info = _fit_direct(tmp_path / "b", cfg)
+    assert info["resumed_from"] == 2  # it did resume (not retrain from scratch)
+    assert load_checkpoint(tmp_path / "b" / "stages" / "x" / "last.pt")["step"] == 6
     for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
 
@@ -138,3 +138,37 @@ def test_run_folder_refuses_a_different_configuration(tmp_path, capsys):
         pipeline.run(tiny_cfg(d_model=32), tmp_path, ("vocab",))
     assert pipeline.main(["--preset", "toy", "--out", str(tmp_path), "--no_such_field=1"]) == 2
     assert "no_such_field" in capsys.readouterr().err
+
+
+class _FakeEvaluator:
+    """Deterministic stand-in for the g++ evaluator: the verdict is a function of (code, cases)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def evaluate(self, predictions, examples):
+        self.seen.extend((e.cases, predictions[e.id]) for e in examples if e.id in predictions)
+        recs = [{"id": e.id, "status": "ok" if predictions[e.id].endswith(e.cases[0].output) else "wrong_answer",
+                 "first_failing_case": None, "detail": ""} if e.id in predictions else
+                {"id": e.id, "status": "missing", "first_failing_case": None, "detail": ""} for e in examples]
+        return recs, self.summarize(recs, 0.0)
+
+    def summarize(self, records, wall_s):
+        ok = sum(r["status"] == "ok" for r in records)
+        return {"n": len(records), "ok": ok, "exec_acc": ok / len(records)}
+
+
+def test_evaluating_distinct_programs_once_gives_every_methods_records():
+    examples = [Example(f"e{i}", "src", "tgt", (TestCase("", str(i)),)) for i in range(4)]
+    jobs = {"a": {"e0": "p0", "e1": "x", "e2": "p2", "e3": "p3"},
+            "b": {"e0": "p0", "e1": "p1", "e2": "y"},           # e3 missing
+            "c": {"e0": "p0", "e1": "x", "e2": "p2", "e3": "z"}}
+    fake = _FakeEvaluator()
+    got = stages._evaluate_unique(fake, jobs, examples)
+    distinct = {(e.id, codes[e.id]) for codes in jobs.values() for e in examples if e.id in codes}
+    assert len(fake.seen) == len(distinct) == 7  # each (example, code) pair run once
+    for method, codes in jobs.items():
+        want_recs, want_sum = _FakeEvaluator().evaluate(codes, examples)  # one method on its own
+        recs, summary = got[method]
+        assert [(r["id"], r["status"]) for r in recs] == [(r["id"], r["status"]) for r in want_recs]
+        assert summary["exec_acc"] == want_sum["exec_acc"] and summary["distinct_programs_run"] == 7

@@ -1,13 +1,16 @@
 """Training stages of the code pipeline: batching, the NLL and composed losses, translation.
 
-The loop itself (optimizer, inverse-sqrt schedule, checkpoints, resume, model selection) is
-``composedft.train``; the objectives are ``composedft.objectives`` / ``composedft.estimators``.
-This module only adapts them to token sequences:
+The loop itself (AdamW, inverse-sqrt schedule, checkpoints, resume, model selection) is
+:func:`composedft.train.train`; the objectives are ``composedft.objectives`` /
+``composedft.estimators``; the denoiser is frozen by ``composedft.compose``. This module only
+adapts them to token sequences:
 
 * :func:`nll_loss` — standard fine-tuning / direct / denoiser pre-training, −log p(y | x).
-* :func:`composed_loss` — composed fine-tuning with a frozen denoiser Π (README §1):
-  ``−E_ŷ~p_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the score-function
-  estimator with K samples and a leave-one-out baseline, Π under no-grad, pads masked.
+* :func:`composed_loss` — composed fine-tuning of a :class:`composedft.compose.Composed`
+  (README §1): ``−E_ŷ~p_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the
+  score-function estimator with K samples and a leave-one-out baseline, Π under no-grad, pads
+  masked (:func:`composedft.estimators.composed_sequence_loss`).
+* :func:`fit` — the core loop plus, under ``torchrun``, gradient averaging over ranks.
 
 Batches are a pure function of (seed, step) (epoch permutations), so a resumed stage draws
 exactly the batches and samples an uninterrupted one would; under DDP each rank takes its
@@ -15,7 +18,6 @@ slice of the same global batch.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -23,19 +25,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from composedft.compose import Composed
 from composedft.devices import autocast
+from composedft.estimators import composed_sequence_loss
+from composedft.objectives import sequence_logprob, standard_nll
 from composedft.seeding import derive_seed, torch_generator
-
-try:  # the composition core's objectives (issue 2); minimal local versions until it lands
-    from composedft.estimators import score_function_surrogate
-    from composedft.objectives import sequence_logprob, standard_nll
-except ImportError:  # pragma: no cover - exercised only while composedft is incomplete
-    from ._core_fallback import score_function_surrogate, sequence_logprob, standard_nll
+from composedft.train import TrainConfig, TrainResult, train
 
 from .decode import BOS, EOS, PAD, beam_search, greedy_decode, sample_sequences, strip_special
 
 __all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "make_batch", "nll_loss",
-           "ComposedObjective", "composed_loss", "mean_nll", "translate", "teacher_forcing_inputs"]
+           "ComposedObjective", "composed_loss", "mean_nll", "translate", "teacher_forcing_inputs", "fit"]
 
 
 @dataclass(frozen=True)
@@ -131,18 +131,21 @@ class ComposedObjective:
     seed: int = 0                     # samples for step s use derive_seed(seed, "samples", s)
 
 
-def composed_loss(base_predictor: nn.Module, denoiser: nn.Module, batch: dict, obj: ComposedObjective,
-                  step: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """Composed fine-tuning loss (paper eq. of README §1, minimised):
+def composed_loss(model: Composed, batch: dict, obj: ComposedObjective) -> tuple[torch.Tensor, dict[str, float]]:
+    """Composed fine-tuning loss (paper eq. of README §1, minimised), for ``model`` = Π∘f:
 
         L = − (1/BK) Σ_{i,k} (r_ik − b_ik) log p_f(ŷ_ik | x_i) · scale  +  λ · NLL_f(y | x),
 
     with ŷ_ik ~ p_f(·|x_i) (eval mode, so the log-probability is of the distribution sampled),
-    reward r_ik = log p_Π(y_i | ŷ_ik) (Π frozen, no-grad, pads masked) and b the baseline. The
-    surrogate's gradient is the score-function estimate of −∇ E_ŷ[log p_Π(y | ŷ)].
+    reward r_ik = log p_Π(y_i | ŷ_ik) (Π frozen, no-grad, pads masked) and b the baseline; the
+    surrogate and the λ term are :func:`composedft.estimators.composed_sequence_loss`. The
+    samples of step s are drawn from ``derive_seed(obj.seed, "samples", s)`` (``batch["step"]``),
+    so a resumed stage draws the same ones.
     """
+    base_predictor, denoiser = model.base_predictor, model.denoiser
     src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
-    gen = torch_generator(derive_seed(obj.seed, "samples", step), device=dev if dev.type == "cuda" else "cpu")
+    gen = torch_generator(derive_seed(obj.seed, "samples", int(batch["step"])),
+                          device=dev if dev.type == "cuda" else "cpu")
     with autocast(dev):
         samples = sample_sequences(base_predictor, src, obj.k, obj.max_len, generator=gen)  # [B*K, T]
     B, K = src.size(0), obj.k
@@ -156,11 +159,9 @@ def composed_loss(base_predictor: nn.Module, denoiser: nn.Module, batch: dict, o
         logits_f = base_predictor(src.repeat_interleave(K, 0), teacher_forcing_inputs(samples))
     logp = sequence_logprob(logits_f.float(), samples, pad_id=PAD, length_normalize=False).view(B, K)
     base_predictor.train(was_training)
-    surrogate = score_function_surrogate(logp, reward, baseline=obj.baseline, scale=obj.scale)
     nll = nll_loss(base_predictor, batch, label_smoothing=obj.label_smoothing)
-    loss = surrogate + obj.lam * nll
-    stats = {"reward": float(reward.mean()), "nll": float(nll.detach()),
-             "sample_len": float((samples != PAD).sum(1).float().mean())}
+    loss, stats = composed_sequence_loss(logp, reward, nll, lam=obj.lam, baseline=obj.baseline, scale=obj.scale)
+    stats["sample_len"] = float((samples != PAD).sum(1).float().mean())
     return loss, stats
 
 
@@ -212,89 +213,42 @@ def translate(model: nn.Module, srcs: Sequence[Sequence[int]], max_len: int, *, 
 
 # ---- the training loop --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class FitConfig:
-    """One training stage: Adam(0.9, 0.98), linear warm-up then inverse-sqrt decay (fairseq)."""
-    steps: int
-    lr: float
-    warmup: int
-    weight_decay: float = 1e-4
-    grad_clip: float = 0.0            # 0 = off
-    eval_every: int = 200             # validation + checkpoint period (steps)
-    log_every: int = 50
+def _average_gradients_over_ranks(params: Sequence[nn.Parameter], world: int) -> list:
+    """Make every backward pass end with gradients averaged over the ``world`` ranks.
 
-
-def inverse_sqrt_lr(step: int, lr: float, warmup: int) -> float:
-    """fairseq ``inverse_sqrt``: lr·s/w during warm-up, then lr·sqrt(w/s) (s counted from 1)."""
-    s, w = step + 1, max(warmup, 1)
-    return lr * min(s / w, (w / s) ** 0.5)
-
-
-def fit(model: nn.Module, loss_fn: Callable, batch_fn: Callable[[int], dict], fc: FitConfig, *,
-        params: Sequence[nn.Parameter] | None = None, eval_fn: Callable[[], float] | None = None,
-        run_dir=None, log: Callable[[str], None] = print, is_main: bool = True) -> dict:
-    """Train ``model`` for ``fc.steps`` steps; keep the weights with the lowest ``eval_fn``.
-
-    ``loss_fn(model, batch, step) -> (loss, stats)``; ``batch_fn(step) -> batch`` must be a pure
-    function of the step (see :class:`BatchSampler`), so that resuming from ``run_dir/last.pt``
-    (weights, optimizer, step, RNG state, best so far) continues exactly the uninterrupted run.
-    ``model`` may be a DDP wrapper; checkpoints hold the unwrapped module's weights.
-
-    Returns ``{"best_metric", "best_step", "tokens", "train_s"}`` and leaves the best weights in
-    the model (the last ones when ``eval_fn`` is None).
+    Why hooks and not a ``DistributedDataParallel`` wrapper: the composed loss calls the base
+    predictor many times per step (sampling, scoring, the λ term), which DDP's one-forward /
+    one-backward reducer does not allow, and a wrapper would also rename every checkpointed
+    parameter (``module.*``). A post-accumulate hook all-reduces each gradient once it is final,
+    so :func:`composedft.train.train` (clipping, AdamW) sees the averaged gradient on every rank
+    and the ranks stay identical. Returns the hook handles (remove them after training).
     """
-    from pathlib import Path
+    import torch.distributed as dist
 
-    from composedft.io import load_checkpoint, save_checkpoint
+    def hook(p: nn.Parameter) -> None:
+        dist.all_reduce(p.grad)
+        p.grad.div_(world)
 
-    core = getattr(model, "module", model)
-    params = list(params) if params is not None else [p for p in core.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=fc.lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=fc.weight_decay)
-    state = {"step": 0, "best_metric": float("inf"), "best_step": -1, "tokens": 0, "train_s": 0.0}
-    best = None
-    last = Path(run_dir) / "last.pt" if run_dir else None
-    if last is not None and last.exists():
-        ck = load_checkpoint(last)
-        core.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        torch.set_rng_state(ck["rng"])
-        state.update(ck["state"])
-        best = ck.get("best")
-        log(f"  resumed from {last} at step {state['step']}")
+    return [p.register_post_accumulate_grad_hook(hook) for p in params if p.requires_grad]
 
-    def checkpoint():
-        if last is not None and is_main:
-            save_checkpoint(last, {"model": core.state_dict(), "optimizer": opt.state_dict(),
-                                   "rng": torch.get_rng_state(), "state": dict(state), "best": best})
 
-    model.train()
-    t0 = time.perf_counter() - state["train_s"]
-    while state["step"] < fc.steps:
-        step = state["step"]
-        for g in opt.param_groups:
-            g["lr"] = inverse_sqrt_lr(step, fc.lr, fc.warmup)
-        batch = batch_fn(step)
-        loss, stats = loss_fn(model, batch, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if fc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, fc.grad_clip)
-        opt.step()
-        state["step"] = step + 1
-        state["tokens"] += int(batch.get("n_tokens", 0))
-        if state["step"] % fc.log_every == 0 or state["step"] == fc.steps:
-            extra = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
-            log(f"  step {state['step']:>6}/{fc.steps} loss={float(loss.detach()):.4f} {extra}")
-        if state["step"] % fc.eval_every == 0 or state["step"] == fc.steps:
-            if eval_fn is not None:
-                metric = float(eval_fn())
-                if metric < state["best_metric"]:
-                    state["best_metric"], state["best_step"] = metric, state["step"]
-                    best = {k: v.detach().clone() for k, v in core.state_dict().items()}
-                log(f"  step {state['step']:>6} val={metric:.4f} (best {state['best_metric']:.4f} @ {state['best_step']})")
-            state["train_s"] = time.perf_counter() - t0
-            checkpoint()
-    state["train_s"] = time.perf_counter() - t0
-    if best is not None:
-        core.load_state_dict(best)
-    return state
+def fit(model: nn.Module, loss_fn: Callable, batch_fn: Callable[[int, torch.Generator], dict], cfg: TrainConfig,
+        *, params: Sequence[nn.Parameter] | None = None, eval_fn: Callable[[nn.Module], dict] | None = None,
+        run_dir=None, world: int = 1) -> TrainResult:
+    """:func:`composedft.train.train`, with gradients averaged over ranks when ``world > 1``.
+
+    Under DDP every rank runs the same loop on its slice of the global batch (losses are
+    normalized so that the average of the ranks' gradients is the global batch's gradient,
+    see :func:`nll_loss`); each rank passes its own ``run_dir`` so that checkpoints never race.
+    """
+    if world <= 1:
+        return train(model, loss_fn, batch_fn, cfg, params=params, eval_fn=eval_fn, run_dir=run_dir)
+    from composedft.devices import resolve_device
+    model.to(resolve_device(cfg.device))  # before the hooks: they belong to these parameter objects
+    trainable = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+    handles = _average_gradients_over_ranks(trainable, world)
+    try:
+        return train(model, loss_fn, batch_fn, cfg, params=trainable, eval_fn=eval_fn, run_dir=run_dir)
+    finally:
+        for h in handles:
+            h.remove()

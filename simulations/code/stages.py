@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from composedft.compose import Composed, freeze, init_base_predictor
 from composedft.config import cfg_to_dict
 from composedft.io import (CheckpointError, DataFileError, atomic_write_csv, atomic_write_json,
                            atomic_write_jsonl, load_checkpoint, read_json, read_jsonl, save_checkpoint)
 from composedft.runs import RunDir
 from composedft.seeding import derive_seed
+from composedft.train import TrainConfig
 
 from . import seq2seq_train as T
 from .config import CodeConfig, model_config
@@ -262,50 +264,80 @@ def _corpora(ctx: Context, vocab: Vocab, denoiser: bool) -> tuple[T.Corpus, T.Co
             T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va]))
 
 
-def _batch_fn(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int):
-    """Global batch of ``batch_size`` (pure function of the step); this rank's slice of it."""
+def _batch_fn(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None):
+    """Global batch of ``batch_size`` (pure function of the step); this rank's slice of it.
+
+    The core loop's per-step generator is not needed: the epoch permutations are already a
+    function of (seed, step). ``counter[0]`` accumulates the global target tokens drawn.
+    """
     world, rank = ctx.dist.world, ctx.dist.rank
     sampler = T.BatchSampler(len(corpus), batch_size, seed)
 
-    def batch_fn(step: int) -> dict:
+    def batch_fn(step: int, generator: torch.Generator | None = None) -> dict:
         idx = sampler(step)
         local = idx[rank::world]
         b = T.make_batch(corpus, local, ctx.device)
-        b["norm"] = sum(len(corpus.tgt[i]) + 1 for i in idx) / world
-        b["n_tokens"] = sum(len(corpus.tgt[i]) + 1 for i in local) * world
+        n_global = sum(len(corpus.tgt[i]) + 1 for i in idx)
+        b["norm"] = n_global / world
+        b["step"] = step  # seeds the composed stage's samples
+        if counter is not None:
+            counter[0] += n_global
         return b
     return batch_fn
 
 
+def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int, batch_size: int) -> TrainConfig:
+    """The core loop's configuration of one stage: AdamW(0.9, 0.98), fairseq's inverse-sqrt
+    schedule after a linear warm-up (paper §4.1), model selection on the validation metric."""
+    c = ctx.cfg
+    return TrainConfig(lr=lr, steps=steps, batch_size=batch_size, weight_decay=c.weight_decay, betas=(0.9, 0.98),
+                       grad_clip=c.grad_clip, schedule="inverse_sqrt", warmup=warmup, eval_every=c.eval_every,
+                       ckpt_every=c.eval_every, seed=derive_seed(c.seed, name, "train"), device=str(ctx.device),
+                       select_metric="val_nll", select_mode="min")
+
+
 def _fit(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
-         warmup: int, batch_size: int, params=None, eval_fn=None) -> dict:
-    cfg = ctx.cfg
-    wrapped = model
-    if ctx.dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        wrapped = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    fc = T.FitConfig(steps=steps, lr=lr, warmup=warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
-                     eval_every=cfg.eval_every)
-    state = T.fit(wrapped, loss_fn, _batch_fn(ctx, corpus, batch_size, derive_seed(cfg.seed, name, "batches")), fc,
-                  params=params, eval_fn=eval_fn or (lambda: T.mean_nll(model, val, cfg.decode_batch_size, ctx.device)),
-                  run_dir=ctx.rd / "stages" / name, log=ctx.log, is_main=ctx.dist.rank == 0)
-    if ctx.dist.rank == 0:
+         warmup: int, batch_size: int, eval_fn=None, save=None) -> dict:
+    """Train one stage with :func:`composedft.train.train` (through :func:`T.fit` for DDP) and
+    save the selected model's weights (``save``: the module to save, default ``model``) to
+    ``models/<name>.pt``. Only rank 0 evaluates and keeps ``stages/<name>/``; other ranks keep
+    their own resume state in ``stages/<name>/rank<r>/``."""
+    cfg, rank = ctx.cfg, ctx.dist.rank
+    target = model if save is None else save
+    if eval_fn is None:
+        eval_fn = lambda m: {"val_nll": T.mean_nll(target, val, cfg.decode_batch_size, ctx.device)}  # noqa: E731
+    tokens = [0]
+    run_dir = ctx.rd / "stages" / name
+    tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
+    res = T.fit(model, loss_fn, _batch_fn(ctx, corpus, batch_size, derive_seed(cfg.seed, name, "batches"), tokens),
+                tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
+                run_dir=run_dir if rank == 0 else run_dir / f"rank{rank}")
+    for h in res.history:
+        ctx.log(f"  [{name}] step {int(h['step']):>6} train_loss={h['train_loss']:.4f} val_nll={h['val_nll']:.4f}")
+    best = res.best_metric if res.best_metric is not None else float("nan")
+    if rank == 0:
         save_checkpoint(ctx.rd / "models" / f"{name}.pt",
-                        {"model": model.state_dict(), "best_val_nll": state["best_metric"],
-                         "best_step": state["best_step"]})
+                        {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
     barrier(ctx.dist)
-    return {"steps": steps, "best_val_nll": round(state["best_metric"], 4), "best_step": state["best_step"],
-            "train_tokens": state["tokens"], "train_s": round(state["train_s"], 3),
-            "tokens_per_s": state["tokens"] / max(state["train_s"], 1e-9), "params": count_parameters(model)}
+    return {"steps": steps, "best_val_nll": round(best, 4), "best_step": res.best_step,
+            "resumed_from": res.resumed_from, "train_tokens": tokens[0], "train_s": round(res.wall_s, 3),
+            "tokens_per_s": tokens[0] / max(res.wall_s, 1e-9), "params": count_parameters(target)}
+
+
+def _factory(ctx: Context, vocab: Vocab, name: str, denoiser: bool = False):
+    """Builds an untrained model (seeded per stage) for :func:`composedft.compose.init_base_predictor`."""
+    def make() -> Seq2SeqTransformer:
+        torch.manual_seed(derive_seed(ctx.cfg.seed, name, "init"))
+        return Seq2SeqTransformer(model_config(ctx.cfg, len(vocab), denoiser=denoiser)).to(ctx.device)
+    return make
 
 
 def _new_model(ctx: Context, vocab: Vocab, name: str, denoiser: bool = False) -> Seq2SeqTransformer:
-    torch.manual_seed(derive_seed(ctx.cfg.seed, name, "init"))
-    return Seq2SeqTransformer(model_config(ctx.cfg, len(vocab), denoiser=denoiser)).to(ctx.device)
+    return init_base_predictor("random", factory=_factory(ctx, vocab, name, denoiser))
 
 
 def _nll_loss(ls: float):
-    return lambda model, batch, step: (T.nll_loss(model, batch, label_smoothing=ls), {})
+    return lambda model, batch: T.nll_loss(model, batch, label_smoothing=ls)
 
 
 def stage_denoiser(ctx: Context):
@@ -337,8 +369,8 @@ def stage_standard(ctx: Context):
         return None
     vocab, c = _vocab(ctx), ctx.cfg
     corpus, val = _corpora(ctx, vocab, denoiser=False)
-    model = _new_model(ctx, vocab, "standard")
-    model.load_state_dict(_load_model(ctx, "denoiser", vocab, denoiser=True).state_dict())
+    model = init_base_predictor("denoiser", factory=_factory(ctx, vocab, "standard"),
+                                denoiser=_load_model(ctx, "denoiser", vocab, denoiser=True))
     return _fit(ctx, "standard", model, _nll_loss(c.label_smoothing), corpus, val, steps=c.standard_steps,
                 lr=c.standard_lr, warmup=c.standard_warmup, batch_size=c.batch_size)
 
@@ -347,32 +379,31 @@ def stage_composed(ctx: Context):
     """Composed fine-tuning: Π frozen; f (from Π or from the standard model) trained so Π∘f fits."""
     if (ctx.rd / "models" / "composed.pt").exists():
         return None
-    try:
-        from composedft.compose import freeze
-    except ImportError:  # pragma: no cover - until the core (issue 2) lands
-        from ._core_fallback import freeze
-
     vocab, c = _vocab(ctx), ctx.cfg
     corpus, val = _corpora(ctx, vocab, denoiser=False)
     denoiser = freeze(_load_model(ctx, "denoiser", vocab, denoiser=True))
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
-    base_predictor = _new_model(ctx, vocab, "composed")
-    init = _load_model(ctx, c.composed_init, vocab, denoiser=c.composed_init == "denoiser")
-    base_predictor.load_state_dict(init.state_dict())
-    del init
+    if c.composed_init == "denoiser":  # the paper: f starts as a copy of Π
+        base_predictor = init_base_predictor("denoiser", factory=_factory(ctx, vocab, "composed"), denoiser=denoiser)
+    else:  # the reference code: f starts from the standard fine-tuned model
+        path = ctx.rd / "models" / "standard.pt"
+        if not path.exists():
+            raise RunFolderError(f"{path}: missing (run the 'standard' stage first)")
+        base_predictor = init_base_predictor("checkpoint", factory=_factory(ctx, vocab, "composed"),
+                                             checkpoint=path, key="model")
+    model = Composed(base_predictor, denoiser)
     obj = T.ComposedObjective(k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
                               scale=c.composed_scale, length_normalize=c.composed_length_normalize,
                               label_smoothing=c.label_smoothing, max_len=_data_info(ctx)["max_decode_len"],
                               seed=derive_seed(c.seed, "composed", "samples"))
 
-    def loss_fn(model, batch, step):
-        return T.composed_loss(model, denoiser, batch, obj, step)
+    def eval_fn(_model) -> dict:
+        return {"val_nll": T.composed_val_nll(base_predictor, denoiser, val, obj.max_len, c.decode_batch_size,
+                                              ctx.device)}
 
-    info = _fit(ctx, "composed", base_predictor, loss_fn, corpus, val, steps=c.composed_steps, lr=c.composed_lr,
-                warmup=c.composed_warmup, batch_size=c.composed_batch_size,
-                params=[p for p in base_predictor.parameters()],
-                eval_fn=lambda: T.composed_val_nll(base_predictor, denoiser, val, obj.max_len, c.decode_batch_size,
-                                                   ctx.device))
+    info = _fit(ctx, "composed", model, lambda m, batch: T.composed_loss(m, batch, obj), corpus, val,
+                steps=c.composed_steps, lr=c.composed_lr, warmup=c.composed_warmup,
+                batch_size=c.composed_batch_size, eval_fn=eval_fn, save=base_predictor)
     unchanged = all(torch.equal(before[k], v) for k, v in denoiser.state_dict().items())
     if not unchanged:  # the core's freeze() guarantees this; a failure here is a bug, not noise
         raise RuntimeError("composed fine-tuning changed the frozen denoiser")
@@ -412,39 +443,84 @@ def stage_predict(ctx: Context):
     return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len}
 
 
+def _evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example]) -> dict[str, tuple[list[dict], dict]]:
+    """Evaluate every method's predictions on one split, running each distinct (example, code)
+    pair once, in one worker pool.
+
+    Methods often emit the same program for an example (post hoc Π leaves correct code alone;
+    composed f starts from standard f), and a verdict depends only on the code and the
+    example's test cases, so one run per distinct pair gives every method's records exactly.
+    Returns ``{method: (records, summary)}`` as :meth:`Evaluator.evaluate` would.
+    """
+    import dataclasses
+    import time
+
+    t0 = time.perf_counter()
+    unique: dict[tuple[str, str], str] = {}  # (example id, code) -> task id
+    for codes in jobs.values():
+        for e in examples:
+            if e.id in codes:
+                unique.setdefault((e.id, codes[e.id]), f"{e.id}#{len(unique)}")
+    by_id = {e.id: e for e in examples}
+    tasks = [dataclasses.replace(by_id[eid], id=tid) for (eid, _), tid in unique.items()]
+    records, _ = ev.evaluate({tid: code for (_, code), tid in unique.items()}, tasks)
+    verdict = {rec["id"]: rec for rec in records}
+    wall = time.perf_counter() - t0
+    out = {}
+    for method, codes in jobs.items():
+        recs = []
+        for e in examples:
+            if e.id not in codes:
+                recs.append({"id": e.id, "status": "missing", "first_failing_case": None, "detail": "no prediction"})
+            else:
+                recs.append({**verdict[unique[(e.id, codes[e.id])]], "id": e.id})
+        summary = ev.summarize(recs, wall)
+        summary["distinct_programs_run"] = len(unique)
+        out[method] = (recs, summary)
+    return out
+
+
 def stage_evaluate(ctx: Context):
-    """Compile and run every prediction on its test cases; ``results.csv`` + ``predictions/``."""
+    """Compile and run every prediction on its test cases; ``results.csv`` + ``predictions/``.
+
+    Per split, identical programs of different methods are run once (:func:`_evaluate_unique`);
+    binaries are also cached by source hash across runs (:mod:`.evaluator`).
+    """
     from .evaluator import Evaluator
 
     c = ctx.cfg
     ev = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
-    rows, n_prog = [], 0
+    rows, n_prog, n_run = [], 0, 0
     for split in SPLITS:
         examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
+        jobs, tgts = {}, {}
         for method, _, _ in METHODS:
-            summary_path = ctx.rd / "eval" / f"{method}_{split}.json"
-            if summary_path.exists():  # resumable per (method, split)
-                summary = read_json(summary_path)
-            else:
-                dec_path = ctx.rd / "decoded" / f"{method}_{split}.jsonl"
-                if not dec_path.exists():
-                    raise RunFolderError(f"{dec_path}: missing (run the 'predict' stage first)")
-                decoded = read_jsonl(dec_path)
-                try:
-                    codes = {r["id"]: tgt_to_code(r["tgt"]) for r in decoded}
-                except KeyError as err:
-                    raise RunFolderError(f"{dec_path}: records need 'id' and 'tgt' (missing {err})") from None
-                records, summary = ev.evaluate(codes, examples)
-                tgts = {r["id"]: r["tgt"] for r in decoded}
-                atomic_write_jsonl(ctx.rd / "predictions" / f"{method}_{split}.jsonl",
-                                   [{"id": r["id"], "code": codes.get(r["id"], ""), "status": r["status"],
-                                     "tgt": tgts.get(r["id"], ""), "detail": r.get("detail", "")[:300]}
-                                    for r in records])
-                atomic_write_json(summary_path, summary)
-                n_prog += summary["n"]
+            if (ctx.rd / "eval" / f"{method}_{split}.json").exists():  # resumable per (method, split)
+                continue
+            dec_path = ctx.rd / "decoded" / f"{method}_{split}.jsonl"
+            if not dec_path.exists():
+                raise RunFolderError(f"{dec_path}: missing (run the 'predict' stage first)")
+            decoded = read_jsonl(dec_path)
+            try:
+                jobs[method] = {r["id"]: tgt_to_code(r["tgt"]) for r in decoded}
+                tgts[method] = {r["id"]: r["tgt"] for r in decoded}
+            except KeyError as err:
+                raise RunFolderError(f"{dec_path}: records need 'id' and 'tgt' (missing {err})") from None
+        results = _evaluate_unique(ev, jobs, examples) if jobs else {}
+        for method, (records, summary) in results.items():
+            codes = jobs[method]
+            atomic_write_jsonl(ctx.rd / "predictions" / f"{method}_{split}.jsonl",
+                               [{"id": r["id"], "code": codes.get(r["id"], ""), "status": r["status"],
+                                 "tgt": tgts[method].get(r["id"], ""), "detail": r.get("detail", "")[:300]}
+                                for r in records])
+            atomic_write_json(ctx.rd / "eval" / f"{method}_{split}.json", summary)
+            n_prog += summary["n"]
+        n_run += next(iter(results.values()))[1]["distinct_programs_run"] if results else 0
+        for method, _, _ in METHODS:
+            summary = read_json(ctx.rd / "eval" / f"{method}_{split}.json")
             rows.append({"method": method, "split": split, "exec_acc": round(summary["exec_acc"], 4),
                          "compile_rate": round(summary["compile_rate"], 4), "n": summary["n"], "seed": c.seed,
                          "dataset": c.dataset, "composed_init": c.composed_init,
                          **{k: summary["counts"][k] for k in ("compile_error", "runtime_error", "wrong_answer", "timeout")}})
     atomic_write_csv(ctx.rd / "results.csv", rows)
-    return {"programs_evaluated": n_prog, "rows": rows}
+    return {"programs_evaluated": n_prog, "distinct_programs_run": n_run, "rows": rows}

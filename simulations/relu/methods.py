@@ -114,3 +114,6 @@ register(Method("composed",
 register(Method("posthoc", init=lambda c, s: "standard", std_weight=lambda c, s: 0.0,
                 comp_weight=lambda c, s: 0.0, predict_with_denoiser=True, reuse="standard",
                 description="apply Pi to the standard fine-tuned f at test time"))
+register(Method("composed_scratch", init=lambda c, s: "random", std_weight=lambda c, s: float(s.lam),
+                comp_weight=lambda c, s: 1.0, predict_with_denoiser=True,
+                description="composed objective from a random (low-norm) init: isolates the init's effect"))

@@ -1,0 +1,1 @@
+"""Two-layer ReLU simulation of standard vs composed fine-tuning (docs README §2-3)."""

@@ -1,0 +1,259 @@
+"""Resumable sweeps: every (setting, seed, method) of one axis trains as one batched computation.
+
+Plan: the base setting plus one-factor-at-a-time variations along each non-empty axis of the
+config (settings already planned on an earlier axis are not repeated). Each axis is one *group*;
+after a group finishes, its rows are appended to ``results.csv`` atomically, so an interrupted run
+resumes by skipping the settings whose rows are already there.
+
+Within a group: (1) pre-train one denoiser per (k, sigma, width, seed) on unlabeled valid outputs;
+(2) train the methods phase by phase (a method initialized from another's f comes after it);
+(3) evaluate norms and ID/OOD errors; (4) save the Figure-1 curves of the base setting, seed 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from composedft.io import append_csv_rows, atomic_write_bytes, read_csv
+from composedft.seeding import derive_seed
+from theory import staircase as theory_staircase
+
+from . import metrics, models, train
+from .config import AXES, ReluConfig, Setting
+from .methods import get_method, training_phases
+from .task import Staircase, make_task_data
+
+__all__ = ["plan", "run_group", "run_sweep", "COLUMNS"]
+
+COLUMNS = ["method", "seed", "n_train", "k", "k_train", "delta", "sigma", "lam", "width",
+           "weight_decay", "steps", "composed_init", "weight_norm", "path_norm", "fn_norm",
+           "id_mse", "id_err", "ood_mse", "ood_err", "train_loss", "denoiser_mse", "denoiser_err", "denoiser_fn_norm",
+           "theory_standard", "theory_composed"]
+
+
+def plan(cfg: ReluConfig) -> list[tuple[str, list[Setting]]]:
+    """Groups (axis name, settings) of the sweep; the base setting comes first."""
+    base = Setting.base(cfg)
+    seen: set[tuple] = set()
+    groups: list[tuple[str, list[Setting]]] = []
+    for axis, (field, attr) in AXES.items():
+        settings = [dataclasses.replace(base, **{attr: v}) for v in getattr(cfg, field)]
+        if settings and not groups and base.key() not in {s.key() for s in settings}:
+            settings = [base] + settings  # the first group carries the base setting
+        fresh = [s for s in settings if s.key() not in seen]
+        seen.update(s.key() for s in fresh)
+        if fresh:
+            groups.append((axis, fresh))
+    if not groups:
+        groups.append(("base", [base]))
+    return groups
+
+
+@dataclasses.dataclass
+class _Job:
+    setting: Setting
+    seed: int
+    stair: Staircase
+    data: object
+
+
+def _stack_rows(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad 1-D arrays to a [S, N] tensor and its mask."""
+    n = max(len(r) for r in rows)
+    x = torch.zeros(len(rows), n, dtype=models.DTYPE)
+    mask = torch.zeros(len(rows), n, dtype=models.DTYPE)
+    for s, r in enumerate(rows):
+        x[s, :len(r)] = torch.as_tensor(r)
+        mask[s, :len(r)] = 1.0
+    return x, mask
+
+
+def _pretrain_denoisers(cfg: ReluConfig, jobs: list[_Job], m: int) -> tuple[dict, list[int], dict]:
+    """One denoiser per distinct (k, sigma, width, seed); returns the stack, each job's row, errors."""
+    keys, index = [], {}
+    for j in jobs:
+        key = (j.setting.k, repr(j.setting.sigma), j.setting.width, j.seed)
+        if key not in index:
+            index[key] = len(keys)
+            keys.append(key)
+    noisy, clean, tn, tc = [], [], [], []
+    for k, sigma, width, seed in keys:
+        a, b = train.denoiser_data(k, cfg.h, float(sigma), cfg.n_unlabeled, derive_seed(seed, "denoiser", k, sigma, width))
+        c, d = train.denoiser_data(k, cfg.h, float(sigma), cfg.n_test, derive_seed(seed, "denoiser-test", k, sigma, width))
+        noisy.append(a), clean.append(b), tn.append(c), tc.append(d)
+    noisy, clean = torch.as_tensor(np.array(noisy)), torch.as_tensor(np.array(clean))
+    lo = np.array([-0.5 * cfg.h] * len(keys))
+    hi = np.array([(k - 0.5) * cfg.h for k, *_ in keys])
+    den = train.knot_grid_fit(noisy, clean, [w for _, _, w, _ in keys], m, lo, hi)
+    if cfg.denoiser_steps > 0:
+        den = train.train_denoisers(den, noisy, clean, steps=cfg.denoiser_steps, batch=cfg.denoiser_batch,
+                                    lr=cfg.denoiser_lr, seed=derive_seed(0, "denoiser-batches"))
+    with torch.no_grad():
+        out = models.forward(den, torch.as_tensor(np.array(tn))).numpy()
+    errs = {}
+    for r, (k, *_rest) in enumerate(keys):
+        errs[r] = metrics.prediction_errors(out[r], tc[r], cfg.h, k)
+    rows = [index[(j.setting.k, repr(j.setting.sigma), j.setting.width, j.seed)] for j in jobs]
+    return den, rows, errs
+
+
+def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
+              curve_job: Optional[tuple[Setting, int]] = None) -> tuple[list[dict], Optional[dict]]:
+    """Train and evaluate every (setting, seed, method) of one group as one batched computation.
+
+    Returns:
+        The tidy result rows and, if ``curve_job`` is in this group, the Figure-1 curves.
+    """
+    jobs = []
+    for st in settings:
+        stair = Staircase(st.k, st.k - cfg.k_ood, st.delta, cfg.interval_len, cfg.h)
+        for seed in seeds:
+            rng = np.random.default_rng(derive_seed(seed, "data", st.n_train, st.k, repr(st.delta), cfg.k_ood,
+                                                    cfg.interval_len, cfg.h, cfg.label_noise))
+            jobs.append(_Job(st, seed, stair, make_task_data(stair, st.n_train, cfg.n_test, cfg.label_noise, rng)))
+    m = max(st.width for st in settings)
+    den_all, den_row, den_err = _pretrain_denoisers(cfg, jobs, m)
+    den = models.select(den_all, den_row)  # one denoiser row per job
+
+    x, mask = _stack_rows([j.data.x_train for j in jobs])
+    y, _ = _stack_rows([j.data.y_train for j in jobs])
+    names = list(cfg.methods)
+    trained: dict[str, dict] = {}
+    final_loss: dict[str, np.ndarray] = {}
+    for phase in training_phases(cfg, settings[0], names):
+        parts, std_w, comp_w, regs = [], [], [], []
+        for i, name in enumerate(phase):
+            meth = get_method(name)
+            inits = {meth.init(cfg, j.setting) for j in jobs}
+            if len(inits) != 1:
+                raise ValueError(f"method '{name}': init must not vary within a group ({inits})")
+            init = inits.pop()
+            if init == "random":
+                xmin = np.array([j.data.x_train.min() for j in jobs])
+                xmax = np.array([j.data.x_train.max() for j in jobs])
+                parts.append(models.init_random([j.setting.width for j in jobs], m, xmin, xmax,
+                                                [derive_seed(j.seed, "init", name, *j.setting.key()) for j in jobs]))
+            elif init == "denoiser":
+                parts.append(models.clone(den))
+            else:
+                parts.append(models.clone(trained[init]))
+            std_w += [meth.std_weight(cfg, j.setting) for j in jobs]
+            comp_w += [meth.comp_weight(cfg, j.setting) for j in jobs]
+            if meth.regularizer is not None:
+                regs.append((torch.arange(i * len(jobs), (i + 1) * len(jobs)), meth.regularizer))
+        reps = len(phase)
+        batch = train.Batch(x.repeat(reps, 1), y.repeat(reps, 1), mask.repeat(reps, 1),
+                            torch.tensor(std_w, dtype=models.DTYPE), torch.tensor(comp_w, dtype=models.DTYPE),
+                            models.stack([den] * reps), regs)
+        p, loss = train.train_stack(models.stack(parts), batch, steps=cfg.steps, lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay)
+        for i, name in enumerate(phase):
+            rows = list(range(i * len(jobs), (i + 1) * len(jobs)))
+            trained[name], final_loss[name] = models.select(p, rows), loss[rows]
+
+    den_fn_norm = metrics.stack_norms(den)["fn_norm"]  # R of Pi: the norm f starts from when init from Pi
+    x_id, _ = _stack_rows([j.data.x_id for j in jobs])
+    x_ood, _ = _stack_rows([j.data.x_ood for j in jobs])
+    out_rows = []
+    for name in names:
+        meth = get_method(name)
+        src = meth.reuse or name
+        p = trained[src]
+        nrm = metrics.stack_norms(p)
+        with torch.no_grad():
+            preds = [models.forward(p, xx) for xx in (x_id, x_ood)]
+            if meth.predict_with_denoiser:
+                preds = [models.forward(den, q) for q in preds]
+        pid, pood = (q.numpy() for q in preds)
+        for s, j in enumerate(jobs):
+            st, ktr = j.setting, j.stair.k_train
+            id_mse, id_err = metrics.prediction_errors(pid[s], j.data.y_id, cfg.h, st.k)
+            ood_mse, ood_err = metrics.prediction_errors(pood[s], j.data.y_ood, cfg.h, st.k)
+            dm, de = den_err[den_row[s]]
+            out_rows.append({
+                "method": name, "seed": j.seed, "n_train": st.n_train, "k": st.k, "k_train": ktr,
+                "delta": st.delta, "sigma": st.sigma, "lam": st.lam, "width": st.width,
+                "weight_decay": cfg.weight_decay, "steps": cfg.steps, "composed_init": cfg.composed_init,
+                "weight_norm": nrm["weight_norm"][s], "path_norm": nrm["path_norm"][s],
+                "fn_norm": nrm["fn_norm"][s], "id_mse": id_mse, "id_err": id_err,
+                "ood_mse": ood_mse, "ood_err": ood_err, "train_loss": float(final_loss[src][s]),
+                "denoiser_mse": dm, "denoiser_err": de, "denoiser_fn_norm": den_fn_norm[s],
+                "theory_standard": theory_staircase.standard_min_norm(ktr, cfg.h, st.delta, cfg.interval_len),
+                "theory_composed": theory_staircase.composed_min_norm(ktr, cfg.h, st.delta, cfg.interval_len),
+            })
+    curves = None
+    if curve_job is not None:
+        hit = [s for s, j in enumerate(jobs) if j.setting.key() == curve_job[0].key() and j.seed == curve_job[1]]
+        if hit:
+            curves = _curves(cfg, jobs[hit[0]], hit[0], den, trained)
+    return out_rows, curves
+
+
+def _curves(cfg: ReluConfig, job: _Job, s: int, den: dict, trained: dict) -> dict:
+    """Figure-1 data for one job: grid, target, data, standard f, composed f and Pi(f)."""
+    st = job.stair
+    grid = np.linspace(-0.5 * st.pitch, st.k * st.pitch, cfg.curve_points)
+    g = torch.as_tensor(grid).unsqueeze(0)
+    one = lambda p: {k: v[s:s + 1] for k, v in p.items()}  # noqa: E731
+    out = {"x": grid, "target": st.target(grid), "linear": st.linear_map(grid),
+           "x_train": job.data.x_train, "y_train": job.data.y_train,
+           "k": st.k, "k_train": st.k_train, "delta": st.delta, "L": st.L, "h": st.h, "seed": job.seed}
+    with torch.no_grad():
+        out["denoiser_on_grid"] = models.forward(one(den), g)[0].numpy()
+        for name in ("standard", "composed", "direct", "composed_scratch"):
+            if name in trained:
+                f = models.forward(one(trained[name]), g)
+                out[f"{name}_f"] = f[0].numpy()
+                out[f"{name}_pi_f"] = models.forward(one(den), f)[0].numpy()
+    return out
+
+
+def done_keys(path: Path, n_expected: int) -> set[tuple]:
+    """Settings whose rows (all methods x seeds) are already in ``results.csv``."""
+    if not path.exists():
+        return set()
+    counts: dict[tuple, int] = {}
+    for r in read_csv(path):
+        key = Setting(int(r["n_train"]), int(r["k"]), float(r["delta"]), float(r["sigma"]),
+                      float(r["lam"]), int(r["width"])).key()
+        counts[key] = counts.get(key, 0) + 1
+    return {k for k, c in counts.items() if c >= n_expected}
+
+
+def run_sweep(cfg: ReluConfig, out: Path, *, log: Callable[[str], None] = print,
+              after_group: Optional[Callable[[str], None]] = None) -> Path:
+    """Run (or resume) the sweep of ``cfg`` into ``out/results.csv`` and ``out/curves.npz``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.csv"
+    seeds = list(range(cfg.seeds))
+    done = done_keys(results, len(seeds) * len(cfg.methods))
+    curve_job = (Setting.base(cfg), 0)
+    for axis, settings in plan(cfg):
+        todo = [s for s in settings if s.key() not in done]
+        if not todo:
+            log(f"[relu] {axis}: {len(settings)} settings already in {results.name}, skipped")
+            continue
+        t0 = time.time()
+        rows, curves = run_group(cfg, todo, seeds, curve_job)
+        if curves is not None:
+            _save_npz(out / "curves.npz", curves)
+        append_csv_rows(results, rows, COLUMNS)
+        log(f"[relu] {axis}: {len(todo)} settings x {len(seeds)} seeds x {len(cfg.methods)} methods "
+            f"in {time.time() - t0:.1f}s")
+        if after_group is not None:
+            after_group(axis)
+    return results
+
+
+def _save_npz(path: Path, data: dict) -> None:
+    """Atomic ``np.savez``: serialize in memory, then write-and-replace."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in data.items()})
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,97 @@
+"""A smoke-size sweep writes the tidy CSV with every method; an interrupted sweep resumes exactly."""
+import dataclasses
+
+import pytest
+
+from composedft.io import read_csv
+from simulations.relu import sweep
+from simulations.relu.__main__ import main
+from simulations.relu.config import PRESETS, ReluConfig, validate
+from composedft.config import ConfigError
+
+REQUIRED = ["method", "seed", "n_train", "k", "delta", "sigma", "lam", "width", "weight_norm",
+            "path_norm", "fn_norm", "id_mse", "id_err", "ood_mse", "ood_err", "train_loss", "denoiser_err"]
+TINY = ["--preset", "smoke", "--steps=15", "--denoiser_steps=3", "--seeds=2", "--n_test=16",
+        "--n_train=12", "--width=6", "--sweep_k=4,5", "--sweep_delta=0.25,0.5", "--curve_points=20"]
+
+
+def test_tiny_sweep_writes_all_columns_and_methods(tmp_path):
+    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "results.csv")
+    assert set(REQUIRED) <= set(rows[0])
+    methods = {"direct", "standard", "composed", "posthoc", "composed_scratch"}
+    assert {r["method"] for r in rows} == methods
+    # 4 settings (base k=8 is not on the k axis: base + 4 + 5; delta 0.25 new, 0.5 = base) x 2 seeds
+    assert len(rows) == 4 * 2 * len(methods)
+    assert (tmp_path / "manifest.json").exists() and (tmp_path / "curves.npz").exists()
+    for r in rows:
+        assert float(r["fn_norm"]) <= float(r["path_norm"]) * (1 + 1e-9) <= 2 * float(r["weight_norm"]) * (1 + 1e-9)
+        assert 0.0 <= float(r["ood_err"]) <= 1.0
+    post = {(r["seed"], r["k"], r["delta"]): r for r in rows if r["method"] == "posthoc"}
+    std = {(r["seed"], r["k"], r["delta"]): r for r in rows if r["method"] == "standard"}
+    assert all(post[key]["fn_norm"] == std[key]["fn_norm"] for key in post)  # post-hoc reuses standard's f
+
+
+def test_resume_skips_finished_settings_and_gives_identical_rows(tmp_path, monkeypatch):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*TINY, "--out", str(full)]) == 0
+
+    class Stop(Exception):
+        pass
+
+    real = sweep.run_sweep
+
+    def interrupted(cfg, out, **kw):
+        def stop(axis):
+            raise Stop(axis)
+        return real(cfg, out, after_group=stop, **kw)
+
+    monkeypatch.setattr("simulations.relu.__main__.run_sweep", interrupted)
+    with pytest.raises(Stop):
+        main([*TINY, "--out", str(part)])
+    first = read_csv(part / "results.csv")
+    assert 0 < len(first) < len(read_csv(full / "results.csv"))
+
+    calls = []
+    real_group = sweep.run_group
+    monkeypatch.setattr("simulations.relu.__main__.run_sweep", real)
+    monkeypatch.setattr(sweep, "run_group", lambda cfg, settings, *a, **k: calls.append(settings) or real_group(cfg, settings, *a, **k))
+    assert main([*TINY, "--out", str(part)]) == 0
+    finished = {(int(r["k"]), float(r["delta"])) for r in first}
+    assert calls and all((s.k, s.delta) not in finished for group in calls for s in group)
+    assert read_csv(part / "results.csv") == read_csv(full / "results.csv")
+
+
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys):
+    assert main(["--preset", "smoke", "--k=2", "--out", str(tmp_path)]) == 2
+    assert "'k'" in capsys.readouterr().err
+    assert main(["--preset", "smoke", "--nonsense=1", "--out", str(tmp_path)]) == 2
+    with pytest.raises(ConfigError, match="sweep_delta"):
+        validate(dataclasses.replace(ReluConfig(), sweep_delta=(0.0,)))
+
+
+def test_smoke_preset_covers_the_done_when_comparison():
+    cfg = PRESETS["smoke"]
+    assert {"direct", "standard", "composed", "posthoc"} <= set(cfg.methods)
+    assert len(set(cfg.sweep_k)) >= 2 or len(set(cfg.sweep_delta)) >= 2
+    assert PRESETS["full"].seeds >= 10
+
+
+def test_registry_is_open_and_orders_phases():
+    from simulations.relu import methods as M
+
+    cfg = dataclasses.replace(ReluConfig(), composed_init="standard")
+    base = sweep.Setting.base(cfg)
+    phases = M.training_phases(cfg, base, ["direct", "standard", "composed", "posthoc"])
+    assert phases[0] == ["direct", "standard"] and phases[1] == ["composed"]
+    extra = M.Method("ridge_ft", init=lambda c, s: "denoiser", std_weight=lambda c, s: 1.0,
+                     comp_weight=lambda c, s: 0.0, predict_with_denoiser=False)
+    M.register(extra)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            M.register(extra)
+        assert M.training_phases(cfg, base, ["ridge_ft"]) == [["ridge_ft"]]
+    finally:
+        del M.METHODS["ridge_ft"]
+    with pytest.raises(ValueError, match="reuses 'standard'"):
+        M.training_phases(cfg, base, ["posthoc"])
