@@ -10,6 +10,8 @@ is f(x) or Pi(f(x)). Post-hoc trains nothing: it reuses another method's f and a
     composed  init from Pi (paper)  loss ||Pi(f) - y||^2 + lam ||f - y||^2, predict Pi(f)
               or from standard (reference code; ``composed_init``)
     posthoc   f of standard,        no training,                            predict Pi(f)
+    composed_scratch  random init,  composed loss (ours, not the paper's): separates the effect of
+              the composed objective from that of initializing f at the denoiser's high norm R(Pi)
 
 Weight decay (1/2)sum(a^2 + w^2) applies to every trained method alike.
 """
