@@ -29,7 +29,7 @@ def git_commit(root: str | os.PathLike | None = None) -> dict[str, Any]:
         proc = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root,
                               capture_output=True, text=True, timeout=10)
         sha = proc.stdout.strip() if proc.returncode == 0 else None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root,
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
