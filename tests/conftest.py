@@ -72,3 +72,14 @@ def float64():
         yield torch.float64
     finally:
         torch.set_default_dtype(old)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_default_dtype():
+    """Guard against global-state leaks: a test (or a CLI main() it calls) that changes torch's
+    default dtype must not change the dtype seen by the tests after it."""
+    import torch
+
+    old = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(old)

@@ -8,7 +8,12 @@ from simulations.relu import metrics, models, train
 from simulations.relu.task import Staircase, make_task_data, round_to_valid
 from theory import norms as theory_norms
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64(float64):
+    """Every test here runs in float64 (conftest's fixture restores the default afterwards)."""
+    yield
 
 
 def test_task_shapes_and_ranges():
