@@ -29,11 +29,14 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores)")
     p.add_argument("--time-limit", type=float, default=2.0, help="seconds per test case")
     p.add_argument("--cache-dir", default=None, help="PCH/binary cache (default ~/.cache/composedft)")
+    p.add_argument("--flags", default=None, help="g++ flags, space-separated (default: the pinned ones)")
 
 
 def _evaluator(a):
     from .evaluator import Evaluator
-    return Evaluator(workers=a.workers, time_limit_s=a.time_limit, cache_dir=a.cache_dir)
+    from .evaluator import DEFAULT_FLAGS
+    flags = tuple(a.flags.split()) if a.flags else DEFAULT_FLAGS
+    return Evaluator(workers=a.workers, time_limit_s=a.time_limit, cache_dir=a.cache_dir, flags=flags)
 
 
 def _write_json(path: str | None, obj: dict) -> None:
