@@ -104,14 +104,19 @@ def plot_figure1(curves: dict, ax=None):
     return fig, ax
 
 
+def _panels(ax, nrows: int, ncols: int, **kw):
+    """New ``nrows x ncols`` axes, or the caller's ``ax`` (an array of axes) with its figure."""
+    if ax is None:
+        fig, axes = plt.subplots(nrows, ncols, **kw)
+        return fig, axes
+    axes = np.asarray(ax) if nrows > 1 else np.atleast_1d(ax)
+    return axes.flat[0].figure, axes
+
+
 def plot_norms(df: pd.DataFrame, base: dict, ax=None):
     """R(f) of the standard predictor and of the composed base predictor vs delta and vs k."""
     style.apply()
-    if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
-    else:
-        axes = np.atleast_1d(ax)
-        fig = axes[0].figure
+    fig, axes = _panels(ax, 1, 2, figsize=(8.4, 3.4))
     methods = [m for m in ("standard", "composed", "composed_scratch") if m in set(df["method"])]
     h, L, k_ood = float(base["h"]), float(base["L"]), int(base["k_ood"])
     for a, axis in zip(axes, ("delta", "k")):
@@ -145,11 +150,7 @@ def plot_norms(df: pd.DataFrame, base: dict, ax=None):
 def plot_errors_vs_n(df: pd.DataFrame, base: dict, ax=None):
     """ID and OOD error rate (after projection onto valid outputs) vs labeled-set size n."""
     style.apply()
-    if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), sharey=True)
-    else:
-        axes = np.atleast_1d(ax)
-        fig = axes[0].figure
+    fig, axes = _panels(ax, 1, 2, figsize=(8.4, 3.4), sharey=True)
     sub = _slice(df, base, "n_train")
     methods = [m for m in ("direct", "standard", "posthoc", "composed", "composed_scratch") if m in set(df["method"])]
     for a, col, title in zip(axes, ("id_err", "ood_err"), ("in-distribution", "out-of-distribution (extrapolation)")):
@@ -165,11 +166,7 @@ def plot_errors_vs_n(df: pd.DataFrame, base: dict, ax=None):
 def plot_ablations(df: pd.DataFrame, base: dict, ax=None):
     """lambda and sigma ablations: composed base predictor's R(f) and OOD error of every method."""
     style.apply()
-    if ax is None:
-        fig, axes = plt.subplots(2, 2, figsize=(8.4, 6.0))
-    else:
-        axes = np.asarray(ax)
-        fig = axes.flat[0].figure
+    fig, axes = _panels(ax, 2, 2, figsize=(8.4, 6.0))
     methods = [m for m in ("direct", "standard", "posthoc", "composed", "composed_scratch") if m in set(df["method"])]
     for row, axis, label in ((0, "lam", "λ (weight of the standard term)"), (1, "sigma", "denoiser noise σ")):
         sub = _slice(df, base, axis)

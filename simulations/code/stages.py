@@ -340,39 +340,38 @@ def _nll_loss(ls: float):
     return lambda model, batch: T.nll_loss(model, batch, label_smoothing=ls)
 
 
+def _supervised_stage(ctx: Context, name: str, make_model, *, denoiser: bool = False):
+    """The body shared by the three NLL-trained stages: skip when done, build the model, fit.
+
+    ``make_model(vocab)`` builds the stage's initial model; steps, lr and warmup are the config's
+    ``<name>_steps``, ``<name>_lr`` and ``<name>_warmup`` fields.
+    """
+    if (ctx.rd / "models" / f"{name}.pt").exists():
+        return None
+    vocab, c = _vocab(ctx), ctx.cfg
+    corpus, val = _corpora(ctx, vocab, denoiser=denoiser)
+    model = make_model(vocab)
+    return _fit(ctx, name, model, _nll_loss(c.label_smoothing), corpus, val,
+                steps=getattr(c, f"{name}_steps"), lr=getattr(c, f"{name}_lr"),
+                warmup=getattr(c, f"{name}_warmup"), batch_size=c.batch_size)
+
+
 def stage_denoiser(ctx: Context):
     """Π: pre-trained on (corrupt(y), y) pairs built from unlabeled programs only."""
-    if (ctx.rd / "models" / "denoiser.pt").exists():
-        return None
-    vocab = _vocab(ctx)
-    corpus, val = _corpora(ctx, vocab, denoiser=True)
-    c = ctx.cfg
-    model = _new_model(ctx, vocab, "denoiser", denoiser=True)
-    return _fit(ctx, "denoiser", model, _nll_loss(c.label_smoothing), corpus, val, steps=c.denoiser_steps,
-                lr=c.denoiser_lr, warmup=c.denoiser_warmup, batch_size=c.batch_size)
+    return _supervised_stage(ctx, "denoiser", lambda v: _new_model(ctx, v, "denoiser", denoiser=True),
+                             denoiser=True)
 
 
 def stage_direct(ctx: Context):
     """Direct: f from random initialisation, trained on the labeled pairs."""
-    if (ctx.rd / "models" / "direct.pt").exists():
-        return None
-    vocab, c = _vocab(ctx), ctx.cfg
-    corpus, val = _corpora(ctx, vocab, denoiser=False)
-    model = _new_model(ctx, vocab, "direct")
-    return _fit(ctx, "direct", model, _nll_loss(c.label_smoothing), corpus, val, steps=c.direct_steps,
-                lr=c.direct_lr, warmup=c.direct_warmup, batch_size=c.batch_size)
+    return _supervised_stage(ctx, "direct", lambda v: _new_model(ctx, v, "direct"))
 
 
 def stage_standard(ctx: Context):
     """Standard fine-tuning: f initialised from Π's weights, every weight trained."""
-    if (ctx.rd / "models" / "standard.pt").exists():
-        return None
-    vocab, c = _vocab(ctx), ctx.cfg
-    corpus, val = _corpora(ctx, vocab, denoiser=False)
-    model = init_base_predictor("denoiser", factory=_factory(ctx, vocab, "standard"),
-                                denoiser=_load_model(ctx, "denoiser", vocab, denoiser=True))
-    return _fit(ctx, "standard", model, _nll_loss(c.label_smoothing), corpus, val, steps=c.standard_steps,
-                lr=c.standard_lr, warmup=c.standard_warmup, batch_size=c.batch_size)
+    return _supervised_stage(ctx, "standard", lambda v: init_base_predictor(
+        "denoiser", factory=_factory(ctx, v, "standard"),
+        denoiser=_load_model(ctx, "denoiser", v, denoiser=True)))
 
 
 def stage_composed(ctx: Context):
