@@ -4,7 +4,7 @@
   fig1_staircase.png  data, target, standard fit, composed base predictor f and Pi(f)
   norms.png           R(f) against delta and against k, with the theory curves of ``theory``
   errors_vs_n.png     ID and OOD error against n, 95% t-intervals
-  ablations.png       lambda and sigma ablations
+  ablations.png       lambda, sigma and weight-decay ablations (the last is the regularization path)
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .style import plt
 
 __all__ = ["load", "base_values", "plot_figure1", "plot_norms", "plot_errors_vs_n", "plot_ablations", "main"]
 
-AXIS_FIELDS = ("n_train", "k", "delta", "sigma", "lam", "width")
+AXIS_FIELDS = ("n_train", "k", "delta", "sigma", "lam", "width", "weight_decay")
 
 
 def load(run_dir: str | Path) -> pd.DataFrame:
@@ -164,11 +164,15 @@ def plot_errors_vs_n(df: pd.DataFrame, base: dict, ax=None):
 
 
 def plot_ablations(df: pd.DataFrame, base: dict, ax=None):
-    """lambda and sigma ablations: composed base predictor's R(f) and OOD error of every method."""
+    """lambda, sigma and weight-decay ablations: R(f) of the trained predictors and OOD error of every method."""
     style.apply()
-    fig, axes = _panels(ax, 2, 2, figsize=(8.4, 6.0))
+    every = (("lam", "λ (weight of the standard term)"), ("sigma", "denoiser noise σ"),
+             ("weight_decay", "weight decay (regularization path)"))
+    rows = [r for r in every if _slice(df, base, r[0])[r[0]].nunique() > 1] or list(every)  # swept axes only
+    fig, axes = _panels(ax, len(rows), 2, figsize=(8.4, 3.0 * len(rows)))
+    axes = np.asarray(axes).reshape(len(rows), 2)
     methods = [m for m in ("direct", "standard", "posthoc", "composed", "composed_scratch") if m in set(df["method"])]
-    for row, axis, label in ((0, "lam", "λ (weight of the standard term)"), (1, "sigma", "denoiser noise σ")):
+    for row, (axis, label) in enumerate(rows):
         sub = _slice(df, base, axis)
         _ci_lines(axes[row, 0], sub, axis, "fn_norm", [m for m in ("standard", "composed", "composed_scratch") if m in methods])
         _ci_lines(axes[row, 1], sub, axis, "ood_err", methods)
@@ -176,6 +180,8 @@ def plot_ablations(df: pd.DataFrame, base: dict, ax=None):
             a.set_xlabel(label)
             if axis == "lam":
                 a.set_xscale("symlog", linthresh=0.1)
+            elif axis == "weight_decay":
+                a.set_xscale("log")
         axes[row, 0].set_yscale("log")
         axes[row, 0].yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axes[row, 0].yaxis.set_major_formatter(FormatStrFormatter("%g"))

@@ -11,8 +11,9 @@ METHODS = ["direct", "standard", "composed", "posthoc"]
 
 
 def _fake_run(path):
-    base = {"n_train": 32, "k": 6, "delta": 0.5, "sigma": 0.2, "lam": 0.0, "width": 8}
-    axes = {"n_train": [8, 32], "k": [5, 6], "delta": [0.25, 0.5], "sigma": [0.1, 0.2], "lam": [0.0, 1.0]}
+    base = {"n_train": 32, "k": 6, "delta": 0.5, "sigma": 0.2, "lam": 0.0, "width": 8, "weight_decay": 2e-3}
+    axes = {"n_train": [8, 32], "k": [5, 6], "delta": [0.25, 0.5], "sigma": [0.1, 0.2], "lam": [0.0, 1.0],
+            "weight_decay": [5e-4, 2e-3]}
     rng = np.random.default_rng(0)
     rows = []
     for axis, vals in axes.items():
@@ -49,6 +50,10 @@ def test_plot_functions_take_a_dataframe_and_return_fig_ax(tmp_path):
     theory_line = [ln for ln in axes[0].get_lines() if ln.get_label() == "theory: standard min R"][0]
     xd, yd = theory_line.get_data()
     assert np.allclose(yd, 2 * 1.0 * 3 / np.asarray(xd))
+    # one ablation row per swept axis: lambda, sigma and the weight-decay path, log x for the latter
+    fig, axes = relu_figs.plot_ablations(df, base)
+    assert axes.shape == (3, 2) and axes[2, 0].get_xscale() == "log"
+    assert sorted(set(axes[2, 1].get_lines()[0].get_xdata())) == [5e-4, 2e-3]
 
 
 def test_dispatcher_rejects_unknown_subcommand(capsys):

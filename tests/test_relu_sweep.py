@@ -12,7 +12,9 @@ from composedft.config import ConfigError
 REQUIRED = ["method", "seed", "n_train", "k", "delta", "sigma", "lam", "width", "weight_norm",
             "path_norm", "fn_norm", "id_mse", "id_err", "ood_mse", "ood_err", "train_loss", "denoiser_err"]
 TINY = ["--preset", "smoke", "--steps=15", "--denoiser_steps=3", "--seeds=2", "--n_test=16",
-        "--n_train=12", "--width=6", "--sweep_k=4,5", "--sweep_delta=0.25,0.5", "--curve_points=20"]
+        "--n_train=12", "--width=6", "--sweep_k=4,5", "--sweep_delta=0.25,0.5", "--curve_points=20",
+        "--lam=0", "--weight_decay=1e-3", "--delta=0.5", "--pack_rows=1",
+        "--methods=direct,standard,composed,posthoc,composed_scratch"]  # pack_rows=1: one computation per axis
 
 
 def test_tiny_sweep_writes_all_columns_and_methods(tmp_path):
@@ -60,6 +62,28 @@ def test_resume_skips_finished_settings_and_gives_identical_rows(tmp_path, monke
     finished = {(int(r["k"]), float(r["delta"])) for r in first}
     assert calls and all((s.k, s.delta) not in finished for group in calls for s in group)
     assert read_csv(part / "results.csv") == read_csv(full / "results.csv")
+
+
+def test_packed_axes_give_the_rows_of_separate_computations(tmp_path):
+    """Packing axes into one stack changes only the batch, not any network's training."""
+    assert main([*TINY, "--out", str(tmp_path / "sep")]) == 0
+    assert main([*TINY, "--pack_rows=1000", "--sweep_wd=0.01", "--out", str(tmp_path / "packed")]) == 0
+    sep = read_csv(tmp_path / "sep" / "results.csv")
+    packed = [r for r in read_csv(tmp_path / "packed" / "results.csv") if r["weight_decay"] != "0.01"]
+    key = lambda r: (r["method"], r["seed"], r["k"], r["delta"])  # noqa: E731
+    assert sorted(map(key, sep)) == sorted(map(key, packed))
+    by_key = {key(r): r for r in packed}
+    for r in sep:
+        for col in ("fn_norm", "id_mse", "ood_mse", "train_objective"):
+            assert float(by_key[key(r)][col]) == pytest.approx(float(r[col]), rel=1e-7, abs=1e-10)
+    wd_rows = [r for r in read_csv(tmp_path / "packed" / "results.csv") if r["weight_decay"] == "0.01"]
+    assert len(wd_rows) == 2 * 5  # the weight-decay axis adds one setting x 2 seeds x 5 methods
+
+
+def test_rows_do_not_depend_on_the_thread_count(tmp_path):
+    assert main([*TINY, "--threads=1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*TINY, "--threads=2", "--out", str(tmp_path / "two")]) == 0
+    assert read_csv(tmp_path / "one" / "results.csv") == read_csv(tmp_path / "two" / "results.csv")
 
 
 def test_bad_config_is_refused_naming_the_field(tmp_path, capsys):

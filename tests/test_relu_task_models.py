@@ -84,11 +84,11 @@ def test_batched_equals_loop_of_single_models():
         for k in g1:
             torch.testing.assert_close(grads[k][sl], g1[k], rtol=1e-12, atol=1e-13)
     # and the trained weights agree after several Adam steps
-    pb, _ = train.train_stack(p, batch, steps=5, lr=1e-2, weight_decay=1e-2)
+    pb, _, _ = train.train_stack(p, batch, steps=5, lr=1e-2, weight_decay=1e-2)
     for s in (0, 2):
         sl = slice(s, s + 1)
         one = train.Batch(x[sl], y[sl], mask[sl], std_w[sl], comp_w[sl], {k: v[sl] for k, v in den.items()})
-        ps, _ = train.train_stack({k: v[sl] for k, v in p.items()}, one, steps=5, lr=1e-2, weight_decay=1e-2)
+        ps, _, _ = train.train_stack({k: v[sl] for k, v in p.items()}, one, steps=5, lr=1e-2, weight_decay=1e-2)
         for k in ps:
             torch.testing.assert_close(pb[k][sl], ps[k], rtol=1e-12, atol=1e-12)
 
@@ -106,7 +106,7 @@ def test_unbatched_formula_and_padding():
     q = {k: v.clone() for k, v in p.items()}
     for k in ("a", "w", "b"):
         q[k][:, -2:] = 0.0
-    out, _ = train.train_stack(q, batch, steps=10, lr=1e-2, weight_decay=1e-3)
+    out, _, _ = train.train_stack(q, batch, steps=10, lr=1e-2, weight_decay=1e-3)
     assert all(float(out[k][:, -2:].abs().max()) == 0.0 for k in ("a", "w", "b"))
 
 

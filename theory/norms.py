@@ -163,7 +163,8 @@ def fn_norm_of_net(a, w, b, c=0.0) -> float | np.ndarray:
     a, w, b = (v.reshape(-1, v.shape[-1]) for v in (a, w, b))
     p = a * w
     active = w != 0
-    t = np.where(active, -b / np.where(active, w, 1.0), np.inf)
+    with np.errstate(over="ignore"):  # a subnormal w puts its knot at +-inf, where it belongs
+        t = np.where(active, -b / np.where(active, w, 1.0), np.inf)
     d = np.where(w > 0, p, -p) * active
     left = np.sum(np.where(w < 0, p, 0.0), axis=1)
     right = np.sum(np.where(w > 0, p, 0.0), axis=1)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     train.train_stack(models.select(init, [0, 1]), _row(batch, 0), steps=5, lr=1e-2, weight_decay=1e-4)  # warm-up
 
     t0 = time.perf_counter()
-    p_batched, _ = train.train_stack(init, batch, **kw)
+    p_batched, _, _ = train.train_stack(init, batch, **kw)
     t_batched = time.perf_counter() - t0
 
     t0 = time.perf_counter()

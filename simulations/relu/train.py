@@ -50,8 +50,8 @@ def _masked_mean(err2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (err2 * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 
-def objective(p: dict, batch: Batch, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row (data loss, total objective), each of shape [S]."""
+def objective(p: dict, batch: Batch, weight_decay: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row (data loss, total objective), each of shape [S]; weight decay scalar or [S]."""
     pred = models.forward(p, batch.x)
     data = batch.std_w * _masked_mean((pred - batch.y) ** 2, batch.mask)
     comp_rows = torch.nonzero(batch.comp_w > 0).flatten()
@@ -67,8 +67,8 @@ def objective(p: dict, batch: Batch, weight_decay: float) -> tuple[torch.Tensor,
     return data, total
 
 
-def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: float
-                ) -> tuple[dict, np.ndarray]:
+def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: float | torch.Tensor
+                ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Full-batch Adam on the stacked objective.
 
     Args:
@@ -77,10 +77,11 @@ def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: f
         steps: Adam steps.
         lr: learning rate.
         weight_decay: coefficient of the Savarese cost (1/2)sum(a^2 + w^2) (L2 in the loss,
-            so stationary points are those of the regularized objective).
+            so stationary points are those of the regularized objective); a scalar or one per row.
 
     Returns:
-        Trained parameters and each row's final data loss (objective without weight decay).
+        Trained parameters, each row's final data loss (objective without weight decay) and
+        each row's final regularized objective.
     """
     p = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
     opt = torch.optim.Adam(list(p.values()), lr=lr)
@@ -94,8 +95,8 @@ def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: f
         opt.step()
         sched.step()
     with torch.no_grad():
-        data, _ = objective(p, batch, weight_decay)
-    return {k: v.detach() for k, v in p.items()}, data.numpy().copy()
+        data, total = objective(p, batch, weight_decay)
+    return {k: v.detach() for k, v in p.items()}, data.numpy().copy(), total.numpy().copy()
 
 
 def denoiser_data(k: int, h: float, sigma: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
