@@ -1,14 +1,16 @@
 """Shared look of all figures: Agg backend, seaborn theme, one colour per method, small PNGs."""
 from __future__ import annotations
 
+import zlib
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
-from scipy import stats  # noqa: E402
+
+from composedft.stats import mean_ci  # noqa: E402  (re-exported for the figure modules)
 
 __all__ = ["apply", "METHOD_COLORS", "color", "save", "mean_ci", "plt"]
 
@@ -32,20 +34,8 @@ def apply() -> None:
 
 def color(method: str) -> str:
     extra = sns.color_palette("tab10")
-    return METHOD_COLORS.get(method, extra[hash(method) % len(extra)])
-
-
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided t-interval (mean - half, mean + half); NaN half-width for one value."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return np.nan, np.nan, np.nan
-    m = float(v.mean())
-    if v.size < 2:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return m, m - half, m + half
+    # crc32, not hash(): str hashes change between processes, colours must not
+    return METHOD_COLORS.get(method, extra[zlib.crc32(method.encode()) % len(extra)])
 
 
 def save(fig, path) -> None:
