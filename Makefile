@@ -21,6 +21,7 @@ repro: $(STAMP)
 	$(PY) -m theory --json $(OUT)/theory.json
 	$(PY) -m simulations.relu --preset quick --out $(OUT)/relu
 	$(PY) -m figures relu $(OUT)/relu
+	$(PY) -m simulations.relu.summary $(OUT)/relu --claims-only
 	$(PY) -m simulations.code run --preset toy --out $(OUT)/code
 	@echo
 	@echo "== outputs =="

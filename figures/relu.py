@@ -20,7 +20,7 @@ import pandas as pd
 from theory import staircase as theory_staircase
 
 from . import style
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .style import plt
 
@@ -128,6 +128,10 @@ def plot_norms(df: pd.DataFrame, base: dict, ax=None):
             std = [theory_staircase.standard_min_norm(ktr, h, d, L) for d in grid]
             comp = [theory_staircase.composed_min_norm(ktr, h, d, L) for d in grid]
             a.set_xscale("log")
+            if not sub.empty:  # label the swept gaps themselves; log-axis defaults overlap here
+                a.set_xticks(np.sort(sub[axis].unique()))
+            a.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            a.xaxis.set_minor_formatter(NullFormatter())
             a.set_xlabel("gap δ")
         else:
             grid = np.arange(max(k_ood + 2, int(sub[axis].min()) if not sub.empty else 4),
@@ -135,6 +139,7 @@ def plot_norms(df: pd.DataFrame, base: dict, ax=None):
             d = float(base["delta"])
             std = [theory_staircase.standard_min_norm(int(kk) - k_ood, h, d, L) for kk in grid]
             comp = [theory_staircase.composed_min_norm(int(kk) - k_ood, h, d, L) for kk in grid]
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
             a.set_xlabel("number of intervals k")
         comp = np.where(np.asarray(comp) > 0, comp, np.nan)  # 0 (k_train = 2) has no place on a log axis
         a.plot(grid, std, color=style.color("standard"), ls=":", lw=1.2, label="theory: standard min R")
@@ -143,7 +148,9 @@ def plot_norms(df: pd.DataFrame, base: dict, ax=None):
         a.set_ylabel("R(f)  (function-space norm)")
     axes[0].set_title("norm vs gap δ")
     axes[-1].set_title("norm vs number of intervals k")
-    axes[0].legend(loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig, axes
 
 

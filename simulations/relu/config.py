@@ -9,10 +9,9 @@ Training budget. The paper's complexity claim is about the *regularized optimum*
 solutions). Fine-tuning starts at the denoiser's weights, whose R(Pi) (~54 at k=8) is far above
 both optima, and Adam needs ~25k steps at weight decay 2e-3 (~50k at 1e-3) before R(f) stops
 falling; with a 3k-step budget both standard and composed stay near R(Pi) and the gap does not
-show (paper_repro.md records both budgets). lr 1e-2 is the largest that keeps the composed
-objective stable: at 2e-2 some seeds jump into a wrong plateau of Pi and never return.
-lambda = 0.1 gives the composed loss a restoring force where Pi is flat: at lambda = 0 some seeds
-park points on a wrong plateau (zero pathwise gradient there) and stay.
+show (paper_repro.md records 3k, 15k and 30k budgets). lambda = 0.1 gives the composed loss a
+restoring force where Pi is flat: at lambda = 0 some seeds park points on a wrong plateau (zero
+pathwise gradient there) and stay.
 
 Geometry (README §2, related-methods §6.5): plateau i (i = 0..k-1) has height ``i*h`` on the
 interval ``[i*(L+delta), i*(L+delta)+L]``. The first ``k - k_ood`` intervals are labeled (ID);
