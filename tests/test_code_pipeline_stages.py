@@ -7,7 +7,7 @@ import torch
 
 from composedft.config import apply_overrides
 from composedft.io import CheckpointError, atomic_write_json, atomic_write_jsonl, load_checkpoint
-from simulations.code import pipeline, stages
+from simulations.code import context, pipeline, stage_data, stage_eval, stages
 from simulations.code.config import PRESETS
 from simulations.code.corrupt import corrupt_sanstype
 from simulations.code.data import Example, TestCase
@@ -29,7 +29,7 @@ def write_tiny_data(out, n=16, seed=0):
     d = out / "data"
     for name, part in (("train", ex[:n]), ("val", ex[n:n + 4]), ("test_id", ex[n + 4:n + 6]),
                        ("test_ood", ex[n + 6:])):
-        stages.write_examples(d / f"{name}.jsonl", part)
+        context.write_examples(d / f"{name}.jsonl", part)
     unl = generate_programs(3 * n, seed + 1)
     pairs = [{"src": corrupt_sanstype(p.tgt, rng), "tgt": p.tgt} for p in unl]
     atomic_write_jsonl(d / "denoise_train.jsonl", pairs[4:])
@@ -74,8 +74,8 @@ def test_composed_training_leaves_denoiser_bitwise_unchanged(tmp_path, init):
 
 def _fit_direct(tmp_path, cfg, crash_at=None):
     """Train the direct stage's model through the core loop (``stages._fit``), optionally killed."""
-    ctx = stages.Context(cfg=cfg, rd=pipeline.RunDir(tmp_path), device=torch.device("cpu"), dist=stages.Dist())
-    vocab = stages._vocab(ctx)
+    ctx = context.Context(cfg=cfg, rd=pipeline.RunDir(tmp_path), device=torch.device("cpu"), dist=context.Dist())
+    vocab = stage_data.load_vocab(ctx)
     corpus, val = stages._corpora(ctx, vocab, denoiser=False)
     model = stages._new_model(ctx, vocab, "direct")
     base = stages._nll_loss(0.0)
@@ -112,7 +112,7 @@ def test_missing_or_corrupt_run_folder_files_give_clear_errors(tmp_path, capsys)
     cfg = tiny_cfg()
     write_tiny_data(tmp_path)
     (tmp_path / "data" / "train.jsonl").unlink()
-    with pytest.raises(stages.RunFolderError, match="train.jsonl: missing"):
+    with pytest.raises(context.RunFolderError, match="train.jsonl: missing"):
         pipeline.run(cfg, tmp_path, ("vocab",))
     write_tiny_data(tmp_path)
     (tmp_path / "data" / "val.jsonl").write_text('{"id": "x", "src": "a"\n')
@@ -134,7 +134,7 @@ def test_missing_or_corrupt_run_folder_files_give_clear_errors(tmp_path, capsys)
 def test_run_folder_refuses_a_different_configuration(tmp_path, capsys):
     write_tiny_data(tmp_path)
     pipeline.run(tiny_cfg(), tmp_path, ("vocab",))
-    with pytest.raises(stages.RunFolderError, match="d_model"):
+    with pytest.raises(context.RunFolderError, match="d_model"):
         pipeline.run(tiny_cfg(d_model=32), tmp_path, ("vocab",))
     assert pipeline.main(["--preset", "toy", "--out", str(tmp_path), "--no_such_field=1"]) == 2
     assert "no_such_field" in capsys.readouterr().err
@@ -164,7 +164,7 @@ def test_evaluating_distinct_programs_once_gives_every_methods_records():
             "b": {"e0": "p0", "e1": "p1", "e2": "y"},           # e3 missing
             "c": {"e0": "p0", "e1": "x", "e2": "p2", "e3": "z"}}
     fake = _FakeEvaluator()
-    got = stages._evaluate_unique(fake, jobs, examples)
+    got = stage_eval._evaluate_unique(fake, jobs, examples)
     distinct = {(e.id, codes[e.id]) for codes in jobs.values() for e in examples if e.id in codes}
     assert len(fake.seen) == len(distinct) == 7  # each (example, code) pair run once
     for method, codes in jobs.items():

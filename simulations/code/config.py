@@ -125,7 +125,7 @@ SPOC_PAPER = replace(
 #   direct 600 -> 500 and standard 400 -> 300 steps, keeping the paper's 5:3 direct:standard
 #   ratio (SANSTYPE: 500 vs 300 epochs); both still select their best validation checkpoint;
 # * 80 test programs per split (the evaluator's compile + run dominated the wall time);
-#   identical programs of different methods are run once (stages._evaluate_unique).
+#   identical programs of different methods are run once (stage_eval._evaluate_unique).
 TOY = replace(
     SANSTYPE_PAPER, n_val=100, n_test_id=80, n_test_ood=80, n_unlabeled=8000,
     d_model=64, n_heads=2, n_layers=2, d_ff=128, dropout=0.1, attn_dropout=0.0, relu_dropout=0.0,

@@ -30,12 +30,20 @@ from composedft.io import (CheckpointError, DataFileError, atomic_write_csv, ato
                            load_checkpoint, read_json, save_checkpoint)
 from composedft.runs import RunDir
 
-from . import stages as S
 from .config import PRESETS, CodeConfig
+from .context import (RESUME_FREE_FIELDS, Context, RunFolderError, barrier, cleanup_distributed,
+                      init_distributed)
+from .stage_data import stage_data, stage_vocab
+from .stage_eval import stage_evaluate, stage_predict
+from .stages import TRAINING_STAGES, stage_composed, stage_denoiser, stage_direct, stage_standard
 
 __all__ = ["add_parser", "main", "run", "STAGES"]
 
-STAGES = ("data", "vocab", "denoiser", "direct", "standard", "composed", "predict", "evaluate")
+# stage name -> function(ctx) -> timing info, or None when its output already exists; in run order
+STAGE_FUNCTIONS = {"data": stage_data, "vocab": stage_vocab, "denoiser": stage_denoiser, "direct": stage_direct,
+                   "standard": stage_standard, "composed": stage_composed, "predict": stage_predict,
+                   "evaluate": stage_evaluate}
+STAGES = tuple(STAGE_FUNCTIONS)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -80,7 +88,7 @@ def main(args=None) -> int:
         return 2
     try:
         rows = run(cfg, ns.out, stages)
-    except (ConfigError, DataFileError, CheckpointError, S.RunFolderError) as err:
+    except (ConfigError, DataFileError, CheckpointError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if rows:
@@ -103,10 +111,10 @@ def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
         old = read_json(path)
         new = cfg_to_dict(cfg)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
-                      and k not in S.RESUME_FREE_FIELDS)
+                      and k not in RESUME_FREE_FIELDS)
         if diff:
-            raise S.RunFolderError(f"{path}: the run folder was made with a different configuration "
-                                   f"(fields {', '.join(diff)}); use a new --out or the same fields")
+            raise RunFolderError(f"{path}: the run folder was made with a different configuration "
+                                 f"(fields {', '.join(diff)}); use a new --out or the same fields")
     rd.write_config(cfg)
 
 
@@ -116,21 +124,21 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    dist = S.init_distributed(device)
+    dist = init_distributed(device)
     rd = RunDir(out)
     if dist.rank == 0:
         _check_config(rd, cfg)
-    ctx = S.Context(cfg=cfg, rd=rd, device=device, dist=dist)
+    ctx = Context(cfg=cfg, rd=rd, device=device, dist=dist)
     timings = rd.read_manifest().get("stages", {})
     rows: list[dict] = []
     for name in stages:
-        if dist.world > 1 and name not in S.TRAINING_STAGES and dist.rank != 0:
-            S.barrier(dist)
+        if dist.world > 1 and name not in TRAINING_STAGES and dist.rank != 0:
+            barrier(dist)
             continue
         t0 = time.time()
-        info = getattr(S, f"stage_{name}")(ctx)
-        if dist.world > 1 and name not in S.TRAINING_STAGES:
-            S.barrier(dist)
+        info = STAGE_FUNCTIONS[name](ctx)
+        if dist.world > 1 and name not in TRAINING_STAGES:
+            barrier(dist)
         if info is None:  # skipped: done earlier
             print(f"[{name}] done already, skipped", flush=True)
             continue
@@ -152,5 +160,5 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
     if not rows and (rd / "results.csv").exists() and "evaluate" in stages:
         from composedft.io import read_csv
         rows = read_csv(rd / "results.csv")
-    S.cleanup_distributed(dist)
+    cleanup_distributed(dist)
     return rows

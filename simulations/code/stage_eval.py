@@ -1,0 +1,136 @@
+"""The pipeline's ``predict`` and ``evaluate`` stages (see :mod:`simulations.code.pipeline`).
+
+``predict`` decodes the ID and OOD test sets with every trained f, and with Π applied post hoc;
+``evaluate`` compiles and runs each prediction on its test cases (identical programs once).
+Each returns timing info, or None when its output already exists (a re-run resumes).
+"""
+from __future__ import annotations
+
+from composedft.io import atomic_write_csv, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+
+from . import seq2seq_train as T
+from .context import Context, RunFolderError, read_examples
+from .data import Example, tgt_to_code
+from .decode import EOS
+from .stage_data import _data_info, load_vocab
+from .stages import _load_model
+
+SPLITS = ("id", "ood")
+# (method, model whose greedy output is used, apply the denoiser Π post hoc?)
+METHODS = (("direct", "direct", False), ("direct+posthoc", "direct", True), ("standard", "standard", False),
+           ("standard+posthoc", "standard", True), ("composed", "composed", True),
+           ("composed-base", "composed", False))
+
+
+def stage_predict(ctx: Context):
+    """Greedy outputs of direct / standard / composed f, and Π applied to each (post hoc)."""
+    out_dir = ctx.rd / "decoded"
+    if (out_dir / "done.json").exists():
+        return None
+    c, vocab = ctx.cfg, load_vocab(ctx)
+    max_len = _data_info(ctx)["max_decode_len"]
+    denoiser = _load_model(ctx, "denoiser", vocab, denoiser=True)
+    n_dec, tok = 0, 0
+    import time
+    t0 = time.perf_counter()
+    for split in SPLITS:
+        examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
+        srcs = [tuple(vocab.encode(e.src.split())) + (EOS,) for e in examples]
+        for model_name in ("direct", "standard", "composed"):
+            f = _load_model(ctx, model_name, vocab)
+            base = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam, device=ctx.device)
+            post = T.translate(denoiser, [tuple(y) + (EOS,) for y in base], max_len, batch_size=c.decode_batch_size,
+                               beam=c.beam, device=ctx.device)
+            n_dec += 2 * len(srcs)
+            tok += sum(len(y) + 1 for y in base) + sum(len(y) + 1 for y in post)
+            for method, m, posthoc in METHODS:
+                if m == model_name:
+                    ys = post if posthoc else base
+                    atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
+                                       [{"id": e.id, "tgt": " ".join(vocab.decode(y))} for e, y in zip(examples, ys)])
+    secs = time.perf_counter() - t0
+    atomic_write_json(out_dir / "done.json", {"max_decode_len": max_len, "sequences": n_dec})
+    return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len}
+
+
+def _evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example]) -> dict[str, tuple[list[dict], dict]]:
+    """Evaluate every method's predictions on one split, running each distinct (example, code)
+    pair once, in one worker pool.
+
+    Methods often emit the same program for an example (post hoc Π leaves correct code alone;
+    composed f starts from standard f), and a verdict depends only on the code and the
+    example's test cases, so one run per distinct pair gives every method's records exactly.
+    Returns ``{method: (records, summary)}`` as :meth:`Evaluator.evaluate` would.
+    """
+    import dataclasses
+    import time
+
+    t0 = time.perf_counter()
+    unique: dict[tuple[str, str], str] = {}  # (example id, code) -> task id
+    for codes in jobs.values():
+        for e in examples:
+            if e.id in codes:
+                unique.setdefault((e.id, codes[e.id]), f"{e.id}#{len(unique)}")
+    by_id = {e.id: e for e in examples}
+    tasks = [dataclasses.replace(by_id[eid], id=tid) for (eid, _), tid in unique.items()]
+    records, _ = ev.evaluate({tid: code for (_, code), tid in unique.items()}, tasks)
+    verdict = {rec["id"]: rec for rec in records}
+    wall = time.perf_counter() - t0
+    out = {}
+    for method, codes in jobs.items():
+        recs = []
+        for e in examples:
+            if e.id not in codes:
+                recs.append({"id": e.id, "status": "missing", "first_failing_case": None, "detail": "no prediction"})
+            else:
+                recs.append({**verdict[unique[(e.id, codes[e.id])]], "id": e.id})
+        summary = ev.summarize(recs, wall)
+        summary["distinct_programs_run"] = len(unique)
+        out[method] = (recs, summary)
+    return out
+
+
+def stage_evaluate(ctx: Context):
+    """Compile and run every prediction on its test cases; ``results.csv`` + ``predictions/``.
+
+    Per split, identical programs of different methods are run once (:func:`_evaluate_unique`);
+    binaries are also cached by source hash across runs (:mod:`.evaluator`).
+    """
+    from .evaluator import Evaluator
+
+    c = ctx.cfg
+    ev = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
+    rows, n_prog, n_run = [], 0, 0
+    for split in SPLITS:
+        examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
+        jobs, tgts = {}, {}
+        for method, _, _ in METHODS:
+            if (ctx.rd / "eval" / f"{method}_{split}.json").exists():  # resumable per (method, split)
+                continue
+            dec_path = ctx.rd / "decoded" / f"{method}_{split}.jsonl"
+            if not dec_path.exists():
+                raise RunFolderError(f"{dec_path}: missing (run the 'predict' stage first)")
+            decoded = read_jsonl(dec_path)
+            try:
+                jobs[method] = {r["id"]: tgt_to_code(r["tgt"]) for r in decoded}
+                tgts[method] = {r["id"]: r["tgt"] for r in decoded}
+            except KeyError as err:
+                raise RunFolderError(f"{dec_path}: records need 'id' and 'tgt' (missing {err})") from None
+        results = _evaluate_unique(ev, jobs, examples) if jobs else {}
+        for method, (records, summary) in results.items():
+            codes = jobs[method]
+            atomic_write_jsonl(ctx.rd / "predictions" / f"{method}_{split}.jsonl",
+                               [{"id": r["id"], "code": codes.get(r["id"], ""), "status": r["status"],
+                                 "tgt": tgts[method].get(r["id"], ""), "detail": r.get("detail", "")[:300]}
+                                for r in records])
+            atomic_write_json(ctx.rd / "eval" / f"{method}_{split}.json", summary)
+            n_prog += summary["n"]
+        n_run += next(iter(results.values()))[1]["distinct_programs_run"] if results else 0
+        for method, _, _ in METHODS:
+            summary = read_json(ctx.rd / "eval" / f"{method}_{split}.json")
+            rows.append({"method": method, "split": split, "exec_acc": round(summary["exec_acc"], 4),
+                         "compile_rate": round(summary["compile_rate"], 4), "n": summary["n"], "seed": c.seed,
+                         "dataset": c.dataset, "composed_init": c.composed_init,
+                         **{k: summary["counts"][k] for k in ("compile_error", "runtime_error", "wrong_answer", "timeout")}})
+    atomic_write_csv(ctx.rd / "results.csv", rows)
+    return {"programs_evaluated": n_prog, "distinct_programs_run": n_run, "rows": rows}
