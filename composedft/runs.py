@@ -66,6 +66,8 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
+        # the code that runs is the code at the start: a long run may outlive several commits
+        self._git_at_start = git_commit()
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -80,7 +82,10 @@ class RunDir:
 
     def write_manifest(self, *, seed: Any = None, device: Any = None,
                        extra: Mapping[str, Any] | None = None) -> Path:
-        """Write (or update) ``manifest.json``; wall time counts from this object's creation."""
+        """Write (or update) ``manifest.json``; wall time counts from this object's creation.
+
+        The git commit and dirtiness recorded are those at creation (when the run started).
+        """
         old = self.read_manifest()
         manifest = {
             **old,
@@ -89,7 +94,7 @@ class RunDir:
             "seed": seed,
             "device": str(device) if device is not None else old.get("device"),
             "wall_time_s": round(time.time() - self._t0, 3),
-            "environment": environment_info(),
+            "environment": {**environment_info(), **self._git_at_start},
         }
         if extra:
             manifest.update(extra)

@@ -198,6 +198,31 @@ def test_run_dir_writes_config_and_manifest(tmp_path):
     assert m2["seed"] == 5 and m2["device"] == "cpu" and m2["note"] == "x"  # updated, not lost
 
 
+def test_manifest_records_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=repo,  # noqa: E731
+                                    check=True, capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (repo / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("commit", "-qm", "first")
+    first = git("rev-parse", "HEAD")
+    from composedft import runs
+    real = runs.git_commit
+    monkeypatch.setattr(runs, "git_commit", lambda root=None: real(repo))  # as if the package lived in repo
+    run = RunDir(tmp_path / "run")  # the run starts on `first` ...
+    (repo / "a.txt").write_text("2")
+    git("commit", "-qam", "second")  # ... and a commit lands while it runs
+    run.write_manifest(seed=0)
+    env = read_json(tmp_path / "run" / "manifest.json")["environment"]
+    assert env["commit"] == first != git("rev-parse", "HEAD") and env["dirty"] is False
+
+
 def test_binary_garbage_in_text_files_names_the_file(tmp_path):
     for name, reader in (("g.json", read_json), ("g.jsonl", read_jsonl), ("g.csv", read_csv)):
         (tmp_path / name).write_bytes(b"\xff\xfe\x00garbage\x80")
