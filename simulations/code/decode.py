@@ -10,7 +10,7 @@ runs to ``max_len`` without <eos> when the model never stops.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -38,14 +38,13 @@ def _finish(out: torch.Tensor, done: torch.Tensor, nxt: torch.Tensor) -> tuple[t
     return torch.cat([out, nxt[:, None]], dim=1), done | (nxt == EOS)
 
 
-@torch.no_grad()
-def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *, use_cache: bool = True) -> torch.Tensor:
-    """Greedy ``argmax`` decoding of a batch ``src`` [B, S].
+def _autoregress(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int,
+                 pick: Callable[[torch.Tensor], torch.Tensor], *, use_cache: bool = True) -> torch.Tensor:
+    """Decode ``src`` [B, S] token by token, ``pick`` turning last-position logits [B, V] into tokens.
 
-    Args:
-        use_cache: True uses the key-value cache (one decoder position per step); False re-runs the
-            decoder over the whole prefix each step (the reference path the cache is checked
-            against; the encoder still runs once in both).
+    Runs in eval mode and restores the model's mode. ``use_cache=False`` re-runs the decoder over
+    the whole prefix each step (the reference path the KV cache is checked against; the encoder
+    runs once either way). Stops when every row has emitted ``<eos>``.
     """
     was_training = model.training
     model.eval()
@@ -63,12 +62,24 @@ def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *,
         else:
             prefix = torch.cat([torch.full((B, 1), BOS, dtype=src.dtype, device=src.device), out], dim=1)
             logits = model.decode(prefix, memory, mask)[:, -1]
-        tok = logits.argmax(-1)
+        tok = pick(logits)
         out, done = _finish(out, done, tok)
         if bool(done.all()):
             break
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *, use_cache: bool = True) -> torch.Tensor:
+    """Greedy ``argmax`` decoding of a batch ``src`` [B, S].
+
+    Args:
+        use_cache: True uses the key-value cache (one decoder position per step); False re-runs the
+            decoder over the whole prefix each step (the reference path the cache is checked
+            against; the encoder still runs once in both).
+    """
+    return _autoregress(model, src, max_len, lambda logits: logits.argmax(-1), use_cache=use_cache)
 
 
 @torch.no_grad()
@@ -79,23 +90,11 @@ def sample_sequences(model: Seq2SeqTransformer, src: torch.Tensor, k: int, max_l
     Returns ``[B*k, T]``; rows ``i*k .. i*k+k-1`` are the samples of input ``i``. Runs in eval mode
     (no dropout), the distribution whose log-probability the composed objective differentiates.
     """
-    was_training = model.training
-    model.eval()
-    src = src.repeat_interleave(k, dim=0)
-    B = src.size(0)
-    cache = model.init_cache(src)
-    out = src.new_zeros(B, 0)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    tok = torch.full((B,), BOS, dtype=src.dtype, device=src.device)
-    for _ in range(max_len):
-        logits = model.decode_step(tok, cache).float() / temperature
-        probs = torch.softmax(logits, dim=-1)
-        tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
-        out, done = _finish(out, done, tok)
-        if bool(done.all()):
-            break
-    model.train(was_training)
-    return out
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    return _autoregress(model, src.repeat_interleave(k, dim=0), max_len, pick)
 
 
 @torch.no_grad()
