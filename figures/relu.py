@@ -5,6 +5,7 @@
   norms.png           R(f) against delta and against k, with the theory curves of ``theory``
   errors_vs_n.png     ID and OOD error against n, 95% t-intervals
   ablations.png       lambda, sigma and weight-decay ablations (the last is the regularization path)
+  training.png        R(f) and the regularized objective during training (from trajectories.csv)
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullF
 
 from .style import plt
 
-__all__ = ["load", "base_values", "plot_figure1", "plot_norms", "plot_errors_vs_n", "plot_ablations", "main"]
+__all__ = ["load", "base_values", "plot_figure1", "plot_norms", "plot_errors_vs_n", "plot_ablations", "plot_training", "main"]
 
 AXIS_FIELDS = ("n_train", "k", "delta", "sigma", "lam", "width", "weight_decay")
 
@@ -63,7 +64,12 @@ def _slice(df: pd.DataFrame, base: dict, axis: str) -> pd.DataFrame:
 
 
 def _ci_lines(ax, df: pd.DataFrame, x: str, y: str, methods, label_suffix: str = "") -> None:
-    """Mean per x with a 95% t-interval band (error rates: band clipped to [0, 1])."""
+    """Mean per x with a 95% t-interval band.
+
+    Error rates: band clipped to [0, 1]. Norms and objectives (positive, drawn on log axes): the
+    band's lower end is raised to the smallest value observed, since a t-interval of a few skewed
+    seeds can reach below zero, which a log axis cannot show.
+    """
     for meth in methods:
         sub = df[df["method"] == meth]
         if sub.empty:
@@ -72,6 +78,9 @@ def _ci_lines(ax, df: pd.DataFrame, x: str, y: str, methods, label_suffix: str =
         stats_ = np.array([style.mean_ci(sub.loc[sub[x] == v, y]) for v in xs])
         if y.endswith("_err"):
             stats_ = np.clip(stats_, 0.0, 1.0)
+        elif y in ("fn_norm", "objective"):
+            lowest = np.array([sub.loc[sub[x] == v, y].min() for v in xs])
+            stats_[:, 1] = np.maximum(stats_[:, 1], lowest)
         ax.plot(xs, stats_[:, 0], "o-", color=style.color(meth), label=meth + label_suffix, ms=3.5, lw=1.5)
         ax.fill_between(xs, stats_[:, 1], stats_[:, 2], color=style.color(meth), alpha=0.2, lw=0)
 
@@ -203,6 +212,30 @@ def plot_ablations(df: pd.DataFrame, base: dict, ax=None):
     return fig, axes
 
 
+def plot_training(traj: pd.DataFrame, base: dict, ax=None):
+    """R(f) and the regularized objective against the training step at the base setting.
+
+    Standard and composed start at the denoiser's norm R(Pi); how long they take to leave it is
+    what decides whether the complexity gap shows (paper_repro.md §2).
+    """
+    style.apply()
+    fig, axes = _panels(ax, 1, 2, figsize=(8.4, 3.4))
+    sub = _slice(traj, base, "step")
+    methods = [m for m in ("direct", "standard", "composed", "composed_scratch") if m in set(sub["method"])]
+    for a, col, label in ((axes[0], "fn_norm", "R(f)  (function-space norm)"),
+                          (axes[1], "objective", "regularized objective")):
+        _ci_lines(a, sub, "step", col, methods)
+        a.set_yscale("log")
+        a.set_xlabel("Adam step")
+        a.set_ylabel(label)
+    axes[0].set_title("norm during fine-tuning")
+    axes[1].set_title("objective during fine-tuning")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig, axes
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m figures relu", description="figures of the ReLU simulation")
     ap.add_argument("run_dir", help="folder written by python -m simulations.relu")
@@ -231,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         fig, _ = fn(df, base)
         style.save(fig, out / name)
         written.append(name)
+    traj_path = run / "trajectories.csv"
+    if traj_path.exists():
+        fig, _ = plot_training(pd.read_csv(traj_path), base)
+        style.save(fig, out / "training.png")
+        written.append("training.png")
     print(f"[figures] wrote {', '.join(written)} under {out}")
     return 0
 

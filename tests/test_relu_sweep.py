@@ -62,6 +62,27 @@ def test_resume_skips_finished_settings_and_gives_identical_rows(tmp_path, monke
     finished = {(int(r["k"]), float(r["delta"])) for r in first}
     assert calls and all((s.k, s.delta) not in finished for group in calls for s in group)
     assert read_csv(part / "results.csv") == read_csv(full / "results.csv")
+    assert read_csv(part / "trajectories.csv") == read_csv(full / "trajectories.csv")
+
+
+def test_trajectories_start_at_the_denoiser_and_end_at_the_results(tmp_path):
+    assert main([*TINY, "--record_every=5", "--out", str(tmp_path)]) == 0
+    res = read_csv(tmp_path / "results.csv")
+    traj = read_csv(tmp_path / "trajectories.csv")
+    key = lambda r: (r["method"], r["seed"], r["k"], r["delta"])  # noqa: E731
+    by = {}
+    for r in traj:
+        by.setdefault(key(r), []).append(r)
+    trained = [r for r in res if r["method"] != "posthoc"]  # post-hoc trains nothing: no trajectory
+    assert sorted(by) == sorted(map(key, trained))
+    for r in trained:
+        t = sorted(by[key(r)], key=lambda q: int(q["step"]))
+        assert [int(q["step"]) for q in t] == [0, 5, 10, 15]
+        # the last record is the trained network the results describe
+        assert float(t[-1]["fn_norm"]) == pytest.approx(float(r["fn_norm"]), rel=1e-12)
+        assert float(t[-1]["objective"]) == pytest.approx(float(r["train_objective"]), rel=1e-12)
+        if r["method"] in ("standard", "composed"):  # both start from the denoiser's weights
+            assert float(t[0]["fn_norm"]) == pytest.approx(float(r["denoiser_fn_norm"]), rel=1e-12)
 
 
 def test_packed_axes_give_the_rows_of_separate_computations(tmp_path):

@@ -76,6 +76,7 @@ class ReluConfig:
     sweep_wd: tuple[float, ...] = ()     # weight decays (the regularization path)
     pack_rows: int = 256              # consecutive axes share one batched computation up to this many trained rows
     curve_points: int = 600           # grid size of the saved Figure-1 curves
+    record_every: int = 1000          # steps between trajectory records (R(f), objective); 0 = off
     threads: int = 2                  # torch threads (0 = torch default); results do not depend on it
 
 
@@ -103,6 +104,8 @@ def validate(cfg: ReluConfig) -> ReluConfig:
         raise ConfigError("field 'weight_decay'/'sweep_wd': must be >= 0")
     if cfg.lam < 0 or any(v < 0 for v in cfg.sweep_lam):
         raise ConfigError("field 'lam'/'sweep_lam': must be >= 0")
+    if cfg.record_every < 0:
+        raise ConfigError("field 'record_every': must be >= 0 (0 turns recording off)")
     if cfg.pack_rows < 1:
         raise ConfigError("field 'pack_rows': must be >= 1")
     return cfg

@@ -16,7 +16,7 @@ from theory import norms as theory_norms
 
 from .task import round_to_valid
 
-__all__ = ["stack_norms", "prediction_errors"]
+__all__ = ["stack_norms", "fn_norms", "prediction_errors"]
 
 
 def stack_norms(p: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -25,8 +25,14 @@ def stack_norms(p: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {
         "weight_norm": np.array([theory_norms.weight_norm(a[s], w[s]) for s in range(len(a))]),
         "path_norm": np.array([theory_norms.path_norm(a[s], w[s]) for s in range(len(a))]),
-        "fn_norm": np.asarray(theory_norms.fn_norm_of_net(a, w, b), dtype=float).reshape(len(a)),
+        "fn_norm": fn_norms(p),
     }
+
+
+def fn_norms(p: Mapping[str, torch.Tensor]) -> np.ndarray:
+    """R(f) of every row of a stack (``theory.norms``, one vectorized call)."""
+    a, w, b = (p[k].detach().numpy() for k in ("a", "w", "b"))
+    return np.asarray(theory_norms.fn_norm_of_net(a, w, b), dtype=float).reshape(len(a))
 
 
 def prediction_errors(pred: np.ndarray, y: np.ndarray, h: float, k: int) -> tuple[float, float]:

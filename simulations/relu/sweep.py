@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from composedft.io import append_csv_rows, atomic_write_bytes, read_csv
+from composedft.io import append_csv_rows, atomic_write_bytes, atomic_write_csv, read_csv
 from composedft.seeding import derive_seed
 from theory import staircase as theory_staircase
 
@@ -30,7 +30,11 @@ from .config import AXES, ReluConfig, Setting
 from .methods import get_method, training_phases
 from .task import Staircase, make_task_data
 
-__all__ = ["plan", "run_group", "run_sweep", "COLUMNS"]
+__all__ = ["plan", "run_group", "run_sweep", "COLUMNS", "TRAJ_COLUMNS"]
+
+# the training trajectory: R(f) and the regularized objective every ``record_every`` steps
+TRAJ_COLUMNS = ["method", "seed", "n_train", "k", "delta", "sigma", "lam", "width", "weight_decay",
+                "step", "fn_norm", "objective"]
 
 COLUMNS = ["method", "seed", "n_train", "k", "k_train", "delta", "sigma", "lam", "width",
            "weight_decay", "steps", "composed_init", "weight_norm", "path_norm", "fn_norm",
@@ -105,11 +109,13 @@ def _pretrain_denoisers(cfg: ReluConfig, jobs: list[_Job], m: int) -> tuple[dict
 
 
 def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
-              curve_job: Optional[tuple[Setting, int]] = None) -> tuple[list[dict], Optional[dict]]:
+              curve_job: Optional[tuple[Setting, int]] = None
+              ) -> tuple[list[dict], Optional[dict], list[dict]]:
     """Train and evaluate every (setting, seed, method) of one group as one batched computation.
 
     Returns:
-        The tidy result rows and, if ``curve_job`` is in this group, the Figure-1 curves.
+        The tidy result rows, the Figure-1 curves if ``curve_job`` is in this group (else None),
+        and the trajectory rows (``TRAJ_COLUMNS``; empty when ``cfg.record_every`` is 0).
     """
     jobs = []
     for st in settings:
@@ -128,6 +134,7 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
     trained: dict[str, dict] = {}
     final_loss: dict[str, np.ndarray] = {}
     final_obj: dict[str, np.ndarray] = {}
+    traj: list[dict] = []
     wd = torch.tensor([j.setting.weight_decay for j in jobs], dtype=models.DTYPE)
     for phase in training_phases(cfg, settings[0], names):
         parts, std_w, comp_w, regs = [], [], [], []
@@ -154,11 +161,20 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
         batch = train.Batch(x.repeat(reps, 1), y.repeat(reps, 1), mask.repeat(reps, 1),
                             torch.tensor(std_w, dtype=models.DTYPE), torch.tensor(comp_w, dtype=models.DTYPE),
                             models.stack([den] * reps), regs)
-        p, loss, obj = train.train_stack(models.stack(parts), batch, steps=cfg.steps, lr=cfg.lr,
-                                         weight_decay=wd.repeat(reps))
+        records: list[tuple[int, np.ndarray, np.ndarray]] = []
+        p, loss, obj = train.train_stack(
+            models.stack(parts), batch, steps=cfg.steps, lr=cfg.lr, weight_decay=wd.repeat(reps),
+            record_every=cfg.record_every,
+            on_record=lambda step, q, o: records.append((step, metrics.fn_norms(q), o)))
         for i, name in enumerate(phase):
             rows = list(range(i * len(jobs), (i + 1) * len(jobs)))
             trained[name], final_loss[name], final_obj[name] = models.select(p, rows), loss[rows], obj[rows]
+            for s, j in enumerate(jobs):
+                st = j.setting
+                traj += [{"method": name, "seed": j.seed, "n_train": st.n_train, "k": st.k, "delta": st.delta,
+                          "sigma": st.sigma, "lam": st.lam, "width": st.width, "weight_decay": st.weight_decay,
+                          "step": step, "fn_norm": float(R[rows[s]]), "objective": float(o[rows[s]])}
+                         for step, R, o in records]
 
     den_fn_norm = metrics.stack_norms(den)["fn_norm"]  # R of Pi: the norm f starts from when init from Pi
     x_id, _ = _stack_rows([j.data.x_id for j in jobs])
@@ -196,7 +212,7 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
         hit = [s for s, j in enumerate(jobs) if j.setting.key() == curve_job[0].key() and j.seed == curve_job[1]]
         if hit:
             curves = _curves(cfg, jobs[hit[0]], hit[0], den, trained)
-    return out_rows, curves
+    return out_rows, curves, traj
 
 
 def _curves(cfg: ReluConfig, job: _Job, s: int, den: dict, trained: dict) -> dict:
@@ -235,9 +251,12 @@ def run_sweep(cfg: ReluConfig, out: Path, *, log: Callable[[str], None] = print,
     """Run (or resume) the sweep of ``cfg`` into ``out/results.csv`` and ``out/curves.npz``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = out / "results.csv"
+    results, trajectories = out / "results.csv", out / "trajectories.csv"
     seeds = list(range(cfg.seeds))
     done = done_keys(results, len(seeds) * len(cfg.methods))
+    if trajectories.exists():  # drop trajectory rows of an axis interrupted before its results landed
+        kept = [r for r in read_csv(trajectories) if _row_key(r) in done]
+        atomic_write_csv(trajectories, kept, TRAJ_COLUMNS)
     curve_job = (Setting.base(cfg), 0)
     pending = []
     for axis, settings in plan(cfg):
@@ -249,11 +268,13 @@ def run_sweep(cfg: ReluConfig, out: Path, *, log: Callable[[str], None] = print,
     n_trained = len(seeds) * sum(get_method(m).trains for m in cfg.methods)
     for pack in _packs(pending, n_trained, cfg.pack_rows):
         t0 = time.time()
-        rows, curves = run_group(cfg, [s for _, todo in pack for s in todo], seeds, curve_job)
+        rows, curves, traj = run_group(cfg, [s for _, todo in pack for s in todo], seeds, curve_job)
         if curves is not None:
             _save_npz(out / "curves.npz", curves)
         for axis, todo in pack:  # one append per axis, so a finished axis is never redone
             keys = {s.key() for s in todo}
+            if traj:  # before the results: results.csv is what marks an axis done
+                append_csv_rows(trajectories, [r for r in traj if _row_key(r) in keys], TRAJ_COLUMNS)
             append_csv_rows(results, [r for r in rows if _row_key(r) in keys], COLUMNS)
             log(f"[relu] {axis}: {len(todo)} settings x {len(seeds)} seeds x {len(cfg.methods)} methods "
                 f"({len(pack)} axes in one computation, {time.time() - t0:.1f}s)")

@@ -67,7 +67,12 @@ def objective(p: dict, batch: Batch, weight_decay: float | torch.Tensor) -> tupl
     return data, total
 
 
-def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: float | torch.Tensor
+# (step, parameters at that step, each row's regularized objective) -> None
+Recorder = Callable[[int, dict, np.ndarray], None]
+
+
+def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: float | torch.Tensor,
+                record_every: int = 0, on_record: Optional[Recorder] = None
                 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Full-batch Adam on the stacked objective.
 
@@ -78,6 +83,9 @@ def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: f
         lr: learning rate.
         weight_decay: coefficient of the Savarese cost (1/2)sum(a^2 + w^2) (L2 in the loss,
             so stationary points are those of the regularized objective); a scalar or one per row.
+        record_every, on_record: if both are set, ``on_record(step, params, objective)`` is called
+            before step 0, every ``record_every`` steps and after the last step (the training
+            trajectory; recording reads the parameters and changes nothing).
 
     Returns:
         Trained parameters, each row's final data loss (objective without weight decay) and
@@ -88,15 +96,21 @@ def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: f
     # cosine decay: large early steps move the denoiser-initialized kinks, small late steps settle
     # on the weight-decayed (near min-norm) solution instead of oscillating around it
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    for _ in range(steps):
+    record = on_record is not None and record_every > 0
+    for step in range(steps):
         opt.zero_grad(set_to_none=True)
         _, total = objective(p, batch, weight_decay)
+        if record and step % record_every == 0:  # the objective at the parameters of this step
+            on_record(step, {k: v.detach() for k, v in p.items()}, total.detach().numpy().copy())
         total.sum().backward()
         opt.step()
         sched.step()
     with torch.no_grad():
         data, total = objective(p, batch, weight_decay)
-    return {k: v.detach() for k, v in p.items()}, data.numpy().copy(), total.numpy().copy()
+    final = {k: v.detach() for k, v in p.items()}
+    if record:
+        on_record(steps, final, total.numpy().copy())
+    return final, data.numpy().copy(), total.numpy().copy()
 
 
 def denoiser_data(k: int, h: float, sigma: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
