@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "apply_overrides", "cfg_to_dict", "cfg_from_dict", "parse_config",
+__all__ = ["ConfigError", "apply_overrides", "cfg_to_dict", "cfg_from_dict", "describe_fields", "parse_config",
            "parse_overrides"]
 
 
@@ -147,6 +147,16 @@ def parse_overrides(argv: Sequence[str]) -> dict[str, str]:
 def cfg_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of the dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def describe_fields(cfg: Any) -> str:
+    """One ``--field=value`` line per field of a config instance (for ``--help`` output)."""
+    lines = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        shown = ",".join(map(str, v)) if isinstance(v, tuple) else v
+        lines.append(f"  --{f.name}={shown}")
+    return "\n".join(lines)
 
 
 def cfg_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:

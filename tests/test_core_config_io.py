@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from composedft.config import (ConfigError, apply_overrides, cfg_from_dict, cfg_to_dict, parse_config,
-                               parse_overrides)
+from composedft.config import (ConfigError, apply_overrides, cfg_from_dict, cfg_to_dict, describe_fields,
+                               parse_config, parse_overrides)
 from composedft.devices import autocast, resolve_device
 from composedft.io import (CheckpointError, DataFileError, append_csv_rows, atomic_write_csv, atomic_write_json,
                            atomic_write_jsonl, load_checkpoint, read_csv, read_json, read_jsonl, save_checkpoint)
@@ -31,6 +31,15 @@ class Cfg:
 
 
 PRESETS = {"small": Cfg(), "big": Cfg(steps=1000, widths=(64, 64, 64))}
+
+
+def test_describe_fields_round_trips_through_the_parser():
+    text = describe_fields(PRESETS["big"])
+    assert text.splitlines()[1] == "  --steps=1000" and "  --widths=64,64,64" in text.splitlines()
+    # every line but the None one is a valid override that rebuilds the same config
+    args = [ln.strip() for ln in text.splitlines() if not ln.endswith("=None")]
+    cfg, _ = parse_config(Cfg, PRESETS, ["--preset", "small", *args])
+    assert cfg == PRESETS["big"]
 
 
 def test_parse_config_presets_and_overrides():

@@ -107,6 +107,13 @@ def test_rows_do_not_depend_on_the_thread_count(tmp_path):
     assert read_csv(tmp_path / "one" / "results.csv") == read_csv(tmp_path / "two" / "results.csv")
 
 
+def test_help_lists_every_field_with_the_presets_value(capsys):
+    assert main(["--preset", "smoke", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--steps=30000" in out and "--sweep_k=4,8" in out and "--record_every=1000" in out
+    assert main(["--preset", "smoke"]) == 2 and "--out is required" in capsys.readouterr().err
+
+
 def test_bad_config_is_refused_naming_the_field(tmp_path, capsys):
     assert main(["--preset", "smoke", "--k=2", "--out", str(tmp_path)]) == 2
     assert "'k'" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from composedft.config import ConfigError, cfg_to_dict, parse_config
+from composedft.config import ConfigError, cfg_to_dict, describe_fields, parse_config
 from composedft.devices import device_description, resolve_device
 from composedft.io import (CheckpointError, DataFileError, atomic_write_csv, atomic_write_json,
                            load_checkpoint, read_json, save_checkpoint)
@@ -79,7 +79,7 @@ def main(args=None) -> int:
     if ns.help or not ns.out:
         print(__doc__)
         print("usage: python -m simulations.code run --preset {toy,sanstype-paper,spoc-paper} --out DIR "
-              "[--stages a,b] [--field=value ...]\nfields: " + ", ".join(cfg_to_dict(cfg)))
+              "[--stages a,b] [--field=value ...]\nfields (values of this preset):\n" + describe_fields(cfg))
         return 0 if ns.help else 2
     stages = STAGES if ns.stages == "all" else tuple(s.strip() for s in ns.stages.split(","))
     unknown = [s for s in stages if s not in STAGES]

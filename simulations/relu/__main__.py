@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from composedft.config import ConfigError, parse_config
+from composedft.config import ConfigError, describe_fields, parse_config
 from composedft.io import DataFileError
 from composedft.runs import RunDir
 from composedft.seeding import seed_everything
@@ -19,16 +19,26 @@ from composedft.seeding import seed_everything
 from .config import PRESETS, ReluConfig, validate
 from .sweep import plan, run_sweep
 
+USAGE = "usage: python -m simulations.relu [--preset {smoke,quick,full}] --out DIR [--field=value ...]"
+
 
 def main(argv: list[str] | None = None) -> int:
     extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--out", required=True, help="output folder")
+    extra.add_argument("--out", help="output folder")
+    extra.add_argument("--help", "-h", action="store_true")
     try:
         cfg, ns = parse_config(ReluConfig, PRESETS, argv, prog="python -m simulations.relu",
                                default_preset="quick", extra=extra)
         validate(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    if ns.help:
+        print(f"{USAGE}\npresets: {', '.join(PRESETS)}\nfields (values of this preset; "
+              f"see simulations/relu/config.py for their meaning):\n{describe_fields(cfg)}")
+        return 0
+    if not ns.out:
+        print(f"{USAGE}\nerror: --out is required", file=sys.stderr)
         return 2
     torch.set_default_dtype(torch.float64)
     if cfg.threads > 0:
