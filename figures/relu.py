@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,6 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from simulations.relu.config import AXIS_COLUMNS, base_setting
 from theory import staircase as theory_staircase
 
 from . import style
@@ -27,7 +27,7 @@ from .style import plt
 
 __all__ = ["load", "base_values", "plot_figure1", "plot_norms", "plot_errors_vs_n", "plot_ablations", "plot_training", "main"]
 
-AXIS_FIELDS = ("n_train", "k", "delta", "sigma", "lam", "width", "weight_decay")
+AXIS_FIELDS = AXIS_COLUMNS  # the results columns that identify a setting
 
 
 def load(run_dir: str | Path) -> pd.DataFrame:
@@ -43,15 +43,13 @@ def load(run_dir: str | Path) -> pd.DataFrame:
 
 
 def base_values(df: pd.DataFrame, run_dir: Optional[str | Path] = None) -> dict:
-    """The base setting: from DIR/config.json when present, else each axis's most common value."""
-    cfg_path = Path(run_dir) / "config.json" if run_dir is not None else None
-    if cfg_path is not None and cfg_path.exists():
-        cfg = json.loads(cfg_path.read_text())
-        return {f: cfg[f] for f in AXIS_FIELDS} | {"k_ood": cfg.get("k_ood", 2), "h": cfg.get("h", 1.0),
-                                                   "L": cfg.get("interval_len", 1.0)}
-    out = {f: df[f].mode().iloc[0] for f in AXIS_FIELDS}
-    return out | {"k_ood": int((df["k"] - df["k_train"]).mode().iloc[0]) if "k_train" in df else 2,
-                  "h": 1.0, "L": 1.0}
+    """The base setting (:func:`simulations.relu.config.base_setting`) plus the geometry the
+    theory curves need (k_ood, h, L): from DIR/config.json when present, else from the results."""
+    base, cfg = base_setting(run_dir, {f: df[f].to_numpy() for f in AXIS_FIELDS})
+    if cfg:
+        return base | {"k_ood": cfg.get("k_ood", 2), "h": cfg.get("h", 1.0), "L": cfg.get("interval_len", 1.0)}
+    return base | {"k_ood": int((df["k"] - df["k_train"]).mode().iloc[0]) if "k_train" in df else 2,
+                   "h": 1.0, "L": 1.0}
 
 
 def _slice(df: pd.DataFrame, base: dict, axis: str) -> pd.DataFrame:

@@ -20,14 +20,12 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from composedft.config import ConfigError, cfg_to_dict, describe_fields, parse_config
 from composedft.devices import device_description, resolve_device
-from composedft.io import (CheckpointError, DataFileError, atomic_write_csv, atomic_write_json,
-                           load_checkpoint, read_json, save_checkpoint)
+from composedft.io import CheckpointError, DataFileError, read_json
 from composedft.runs import RunDir
 
 from .config import PRESETS, CodeConfig

@@ -7,8 +7,8 @@ consecutive small axes are packed into one computation (``pack_rows``).
 
 Training budget. The paper's complexity claim is about the *regularized optimum* (min-norm
 solutions). Fine-tuning starts at the denoiser's weights, whose R(Pi) (~54 at k=8) is far above
-both optima, and Adam needs ~25k steps at weight decay 2e-3 (~50k at 1e-3) before R(f) stops
-falling; with a 3k-step budget both standard and composed stay near R(Pi) and the gap does not
+both optima; at weight decay 2e-3 composed's R(f) stops falling near step 20k at k = 8
+(figures/relu/training.png), later for larger k or wider denoisers; with a 3k-step budget both standard and composed stay near R(Pi) and the gap does not
 show (paper_repro.md records 3k, 15k and 30k budgets). lambda = 0.1 gives the composed loss a
 restoring force where Pi is flat: at lambda = 0 some seeds park points on a wrong plateau (zero
 pathwise gradient there) and stay.
@@ -21,12 +21,16 @@ composed with rounding fits the staircase exactly (the paper's Figure 1).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
 
 from composedft.config import ConfigError
+from composedft.io import read_json
 
-__all__ = ["ReluConfig", "PRESETS", "AXES", "Setting", "validate"]
+__all__ = ["ReluConfig", "PRESETS", "AXES", "AXIS_COLUMNS", "Setting", "validate", "base_setting"]
 
 # sweep axis name -> (config field holding the values, setting field it varies)
 AXES: dict[str, tuple[str, str]] = {
@@ -38,6 +42,30 @@ AXES: dict[str, tuple[str, str]] = {
     "width": ("sweep_width", "width"),
     "weight_decay": ("sweep_wd", "weight_decay"),
 }
+
+# the result columns that identify a setting (one per axis)
+AXIS_COLUMNS: tuple[str, ...] = tuple(attr for _, attr in AXES.values())
+
+
+def base_setting(run_dir: str | Path | None, values: Mapping[str, Sequence[float]]) -> tuple[dict, dict]:
+    """The base setting of a saved sweep and its config: DIR/config.json, else each axis's mode.
+
+    ``values`` maps each of :data:`AXIS_COLUMNS` to that column of the results; it is used only
+    when the folder has no (complete) config.json, and ties go to the smallest value.
+
+    Returns:
+        ``({axis column: float}, the config.json dict or {})``.
+    """
+    cfg_path = Path(run_dir) / "config.json" if run_dir is not None else None
+    if cfg_path is not None and cfg_path.exists():
+        cfg = read_json(cfg_path)
+        if all(c in cfg for c in AXIS_COLUMNS):
+            return {c: float(cfg[c]) for c in AXIS_COLUMNS}, cfg
+    out = {}
+    for c in AXIS_COLUMNS:
+        vals, counts = np.unique(np.asarray(values[c], float), return_counts=True)
+        out[c] = float(vals[np.argmax(counts)])
+    return out, {}
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from composedft.io import DataFileError, read_csv, read_json
+from composedft.io import DataFileError, read_csv
 from composedft.stats import mean_ci
 
-from .config import AXES
+from .config import AXIS_COLUMNS, base_setting
 
 __all__ = ["load_rows", "table", "claims", "main"]
 
-AXIS_COLUMNS = tuple(attr for _, attr in AXES.values())
 METHOD_ORDER = ("direct", "standard", "posthoc", "composed", "composed_scratch")
 
 
@@ -78,23 +77,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _base(rows: list[dict], run_dir: str | Path | None = None) -> dict:
-    """The base setting of the one-factor-at-a-time sweep: DIR/config.json, else each axis's mode."""
-    cfg_path = Path(run_dir) / "config.json" if run_dir is not None else None
-    if cfg_path is not None and cfg_path.exists():
-        cfg = read_json(cfg_path)
-        if all(c in cfg for c in AXIS_COLUMNS):
-            return {c: float(cfg[c]) for c in AXIS_COLUMNS}
-    out = {}
-    for c in AXIS_COLUMNS:
-        vals, counts = np.unique([r[c] for r in rows], return_counts=True)
-        out[c] = float(vals[np.argmax(counts)])
-    return out
-
-
 def claims(rows: list[dict], ratio: float = 3.0, run_dir: str | Path | None = None) -> list[str]:
     """The two claims at the largest k and at the smallest delta of the base slices (swept axes only)."""
-    base = _base(rows, run_dir)
+    base, _ = base_setting(run_dir, {c: [r[c] for r in rows] for c in AXIS_COLUMNS})
     out = []
     for axis, pick in (("k", max), ("delta", min)):
         on_slice = [r for r in rows if all(r[c] == base[c] for c in AXIS_COLUMNS if c != axis)]
