@@ -32,7 +32,8 @@ def load_vocab(ctx: Context) -> Vocab:
         raise RunFolderError(str(err)) from None
 
 
-def _data_info(ctx: Context) -> dict:
+def data_info(ctx: Context) -> dict:
+    """The data stage's ``data/info.json`` (sizes and the decode length); missing raises naming it."""
     path = ctx.rd / "data" / "info.json"
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the 'data' stage first)")
@@ -129,7 +130,8 @@ def stage_data(ctx: Context):
     return {"n": info["n"]}
 
 
-def _pairs(path: Path) -> tuple[list[str], list[str]]:
+def read_pairs(path: Path) -> tuple[list[str], list[str]]:
+    """(sources, targets) of a denoiser-pair JSONL written by the data stage."""
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the 'data' stage first)")
     recs = read_jsonl(path)
@@ -143,9 +145,9 @@ def stage_vocab(ctx: Context):
     path = ctx.rd / "vocab.json"
     if path.exists():
         return None
-    _data_info(ctx)
+    data_info(ctx)
     train = read_examples(ctx.rd / "data" / "train.jsonl")
-    ds, dt = _pairs(ctx.rd / "data" / "denoise_train.jsonl")
+    ds, dt = read_pairs(ctx.rd / "data" / "denoise_train.jsonl")
     toks = [s.split() for s in [e.src for e in train] + [e.tgt for e in train] + ds + dt]
     vocab = Vocab.build(toks, min_freq=1)
     vocab.save(path)

@@ -12,7 +12,7 @@ from . import seq2seq_train as T
 from .context import Context, RunFolderError, read_examples
 from .data import Example, tgt_to_code
 from .decode import EOS
-from .stage_data import _data_info, load_vocab
+from .stage_data import data_info, load_vocab
 from .stages import _load_model
 
 SPLITS = ("id", "ood")
@@ -28,7 +28,7 @@ def stage_predict(ctx: Context):
     if (out_dir / "done.json").exists():
         return None
     c, vocab = ctx.cfg, load_vocab(ctx)
-    max_len = _data_info(ctx)["max_decode_len"]
+    max_len = data_info(ctx)["max_decode_len"]
     denoiser = _load_model(ctx, "denoiser", vocab, denoiser=True)
     n_dec, tok = 0, 0
     import time

@@ -18,7 +18,7 @@ from . import seq2seq_train as T
 from .config import model_config
 from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
-from .stage_data import _data_info, _pairs, load_vocab
+from .stage_data import data_info, read_pairs, load_vocab
 from .tokenizer import Vocab
 
 TRAINING_STAGES = ("denoiser", "direct", "standard", "composed")
@@ -40,7 +40,7 @@ def _load_model(ctx: Context, name: str, vocab: Vocab, denoiser: bool = False) -
 def _corpora(ctx: Context, vocab: Vocab, denoiser: bool) -> tuple[T.Corpus, T.Corpus]:
     d = ctx.rd / "data"
     if denoiser:
-        (s, t), (vs, vt) = _pairs(d / "denoise_train.jsonl"), _pairs(d / "denoise_val.jsonl")
+        (s, t), (vs, vt) = read_pairs(d / "denoise_train.jsonl"), read_pairs(d / "denoise_val.jsonl")
         return T.encode_corpus(vocab, s, t), T.encode_corpus(vocab, vs, vt)
     tr, va = read_examples(d / "train.jsonl"), read_examples(d / "val.jsonl")
     return (T.encode_corpus(vocab, [e.src for e in tr], [e.tgt for e in tr]),
@@ -176,7 +176,7 @@ def stage_composed(ctx: Context):
     model = Composed(base_predictor, denoiser)
     obj = T.ComposedObjective(k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
                               scale=c.composed_scale, length_normalize=c.composed_length_normalize,
-                              label_smoothing=c.label_smoothing, max_len=_data_info(ctx)["max_decode_len"],
+                              label_smoothing=c.label_smoothing, max_len=data_info(ctx)["max_decode_len"],
                               seed=derive_seed(c.seed, "composed", "samples"))
 
     def eval_fn(_model) -> dict:

@@ -170,10 +170,8 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
             rows = list(range(i * len(jobs), (i + 1) * len(jobs)))
             trained[name], final_loss[name], final_obj[name] = models.select(p, rows), loss[rows], obj[rows]
             for s, j in enumerate(jobs):
-                st = j.setting
-                traj += [{"method": name, "seed": j.seed, "n_train": st.n_train, "k": st.k, "delta": st.delta,
-                          "sigma": st.sigma, "lam": st.lam, "width": st.width, "weight_decay": st.weight_decay,
-                          "step": step, "fn_norm": float(R[rows[s]]), "objective": float(o[rows[s]])}
+                ident = {"method": name, "seed": j.seed, **dataclasses.asdict(j.setting)}
+                traj += [ident | {"step": step, "fn_norm": float(R[rows[s]]), "objective": float(o[rows[s]])}
                          for step, R, o in records]
 
     den_fn_norm = metrics.stack_norms(den)["fn_norm"]  # R of Pi: the norm f starts from when init from Pi
