@@ -12,5 +12,5 @@ from .compose import Composed, freeze, init_base_predictor  # noqa: E402,F401
 from .estimators import composed_sequence_loss, score_function_surrogate  # noqa: E402,F401
 from .objectives import (composed_mse, posthoc_predict, sequence_logprob, standard_mse,  # noqa: E402,F401
                          standard_nll)
-from .strategies import STRATEGIES, Strategy, get_strategy, register_strategy  # noqa: E402,F401
+from .methods import METHODS, Method, get_method, register_method  # noqa: E402,F401
 from .train import TrainConfig, TrainResult  # noqa: E402,F401  (not `train`: it would shadow the module)

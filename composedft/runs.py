@@ -1,8 +1,19 @@
-"""Run folders: the resolved ``config.json`` and a ``manifest.json`` that says how a result was made.
+"""Run folders: one layout, with public readers and writers for every artifact.
+
+A run folder holds (docs/data-formats.md describes each file):
+
+    config.json                 the resolved configuration           write_config / read_config
+    manifest.json               how the result was made              write_manifest / read_manifest
+    results.csv                 the result rows                      write_results / read_results
+    tokenizer/                  vocabulary or tokenizer model files  tokenizer_path(name)
+    data/<name>                 the run's own data splits            data_path(name)
+    models/<name>.pt            trained models (final/best)          save_model / load_model / model_path
+    stages/<name>/              a training stage's resumable state   stage_dir(name)
+    predictions/<m>_<split>.jsonl  predictions of method m           write_predictions / read_predictions
 
 A manifest records what a reviewer needs to trust a number: package and library versions, the
 git commit (and whether the tree was dirty), the device, the seed(s), the command line and the
-wall time.
+wall time. No module builds these paths by hand.
 """
 from __future__ import annotations
 
@@ -17,7 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import cfg_to_dict
-from .io import atomic_write_json, read_json
+from .io import (atomic_write_csv, atomic_write_json, atomic_write_jsonl, load_checkpoint, read_csv, read_json,
+                 read_jsonl, save_checkpoint)
 
 __all__ = ["RunDir", "environment_info", "git_commit"]
 
@@ -62,23 +74,75 @@ def environment_info() -> dict[str, Any]:
 class RunDir:
     """A results folder: ``config.json``, ``manifest.json`` and whatever the experiment writes."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, create: bool = True):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
         # the code that runs is the code at the start: a long run may outlive several commits
-        self._git_at_start = git_commit()
+        self._git_at_start = git_commit() if create else None
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
+    # ---- paths ------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.csv"
+
+    def data_path(self, name: str) -> Path:
+        return self.path / "data" / name
+
+    def tokenizer_path(self, name: str) -> Path:
+        return self.path / "tokenizer" / name
+
+    def model_path(self, name: str) -> Path:
+        return self.path / "models" / f"{name}.pt"
+
+    def stage_dir(self, name: str) -> Path:
+        return self.path / "stages" / name
+
+    def predictions_path(self, method: str, split: str) -> Path:
+        return self.path / "predictions" / f"{method}_{split}.jsonl"
+
+    # ---- readers and writers (atomic) --------------------------------------------------------
     def write_config(self, cfg: Any) -> Path:
         data = cfg_to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-        return atomic_write_json(self.path / "config.json", data)
+        return atomic_write_json(self.config_path, data)
+
+    def read_config(self) -> dict[str, Any]:
+        """The saved configuration ({} when the folder has none yet)."""
+        return read_json(self.config_path) if self.config_path.exists() else {}
+
+    def write_results(self, rows: list[Mapping[str, Any]]) -> Path:
+        return atomic_write_csv(self.results_path, rows)
+
+    def read_results(self) -> list[dict[str, str]]:
+        """The rows of ``results.csv`` (the reader names the file when it is missing or broken)."""
+        return read_csv(self.results_path)
+
+    def save_model(self, name: str, obj: Mapping[str, Any]) -> Path:
+        return save_checkpoint(self.model_path(name), obj)
+
+    def load_model(self, name: str, map_location: Any = "cpu") -> dict[str, Any]:
+        return load_checkpoint(self.model_path(name), map_location=map_location)
+
+    def write_predictions(self, method: str, split: str, records: list[Mapping[str, Any]]) -> Path:
+        return atomic_write_jsonl(self.predictions_path(method, split), records)
+
+    def read_predictions(self, method: str, split: str) -> list[dict[str, Any]]:
+        return read_jsonl(self.predictions_path(method, split))
 
     def read_manifest(self) -> dict[str, Any]:
-        p = self.path / "manifest.json"
-        return read_json(p) if p.exists() else {}
+        return read_json(self.manifest_path) if self.manifest_path.exists() else {}
 
     def write_manifest(self, *, seed: Any = None, device: Any = None,
                        extra: Mapping[str, Any] | None = None) -> Path:
@@ -94,8 +158,8 @@ class RunDir:
             "seed": seed,
             "device": str(device) if device is not None else old.get("device"),
             "wall_time_s": round(time.time() - self._t0, 3),
-            "environment": {**environment_info(), **self._git_at_start},
+            "environment": {**environment_info(), **(self._git_at_start or git_commit())},
         }
         if extra:
             manifest.update(extra)
-        return atomic_write_json(self.path / "manifest.json", manifest)
+        return atomic_write_json(self.manifest_path, manifest)

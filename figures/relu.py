@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from composedft.runs import RunDir
 from simulations.relu.config import AXIS_COLUMNS, base_setting
 from theory import staircase as theory_staircase
 
@@ -32,7 +33,7 @@ AXIS_FIELDS = AXIS_COLUMNS  # the results columns that identify a setting
 
 def load(run_dir: str | Path) -> pd.DataFrame:
     """results.csv as a DataFrame (clear error naming the file if missing or malformed)."""
-    path = Path(run_dir) / "results.csv"
+    path = RunDir(run_dir, create=False).results_path
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (run python -m simulations.relu --out {run_dir} first)")
     df = pd.read_csv(path)

@@ -129,24 +129,27 @@ def test_smoke_preset_covers_the_done_when_comparison():
     assert PRESETS["full"].seeds >= 10
 
 
-def test_registry_is_open_and_orders_phases():
+def test_relu_study_uses_the_core_registry():
+    """Methods come from composedft.methods; the study implements objectives as loss weights."""
+    from composedft.methods import METHODS, Method, register_method, training_phases
     from simulations.relu import methods as M
 
     cfg = dataclasses.replace(ReluConfig(), composed_init="standard")
     base = sweep.Setting.base(cfg)
-    phases = M.training_phases(cfg, base, ["direct", "standard", "composed", "posthoc"])
-    assert phases[0] == ["direct", "standard"] and phases[1] == ["composed"]
-    extra = M.Method("ridge_ft", init=lambda c, s: "denoiser", std_weight=lambda c, s: 1.0,
-                     comp_weight=lambda c, s: 0.0, predict_with_denoiser=False)
-    M.register(extra)
+    assert training_phases(["direct", "standard", "composed", "posthoc"], cfg) == [["direct", "standard"], ["composed"]]
+    assert M.objective_of("standard").std_weight(cfg, base) == 1.0 and M.objective_of("direct").comp_weight(cfg, base) == 0.0
+    assert M.objective_of("composed").std_weight(cfg, base) == base.lam and M.objective_of("composed").comp_weight(cfg, base) == 1.0
+    assert M.objective_of("composed_scratch") is M.objective_of("composed")
+    register_method(Method("ridge_ft", "denoiser", "ridge", False))
     try:
+        with pytest.raises(ValueError, match="no implementation of objective 'ridge'"):
+            M.objective_of("ridge_ft")
+        M.register_objective("ridge", M.ReluObjective(lambda c, s: 1.0, lambda c, s: 0.0))
         with pytest.raises(ValueError, match="already registered"):
-            M.register(extra)
-        assert M.training_phases(cfg, base, ["ridge_ft"]) == [["ridge_ft"]]
+            M.register_objective("ridge", M.ReluObjective(lambda c, s: 1.0, lambda c, s: 0.0))
+        assert M.objective_of("ridge_ft").std_weight(cfg, base) == 1.0
     finally:
-        del M.METHODS["ridge_ft"]
-    with pytest.raises(ValueError, match="reuses 'standard'"):
-        M.training_phases(cfg, base, ["posthoc"])
+        METHODS.pop("ridge_ft", None), M.OBJECTIVES.pop("ridge", None)
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 from composedft.config import ConfigError
-from composedft.io import read_json
+from composedft.runs import RunDir
 
 __all__ = ["ReluConfig", "PRESETS", "AXES", "AXIS_COLUMNS", "Setting", "validate", "base_setting"]
 
@@ -56,9 +56,8 @@ def base_setting(run_dir: str | Path | None, values: Mapping[str, Sequence[float
     Returns:
         ``({axis column: float}, the config.json dict or {})``.
     """
-    cfg_path = Path(run_dir) / "config.json" if run_dir is not None else None
-    if cfg_path is not None and cfg_path.exists():
-        cfg = read_json(cfg_path)
+    cfg = RunDir(run_dir, create=False).read_config() if run_dir is not None else {}
+    if cfg:
         if all(c in cfg for c in AXIS_COLUMNS):
             return {c: float(cfg[c]) for c in AXIS_COLUMNS}, cfg
     out = {}
@@ -136,7 +135,26 @@ def validate(cfg: ReluConfig) -> ReluConfig:
         raise ConfigError("field 'record_every': must be >= 0 (0 turns recording off)")
     if cfg.pack_rows < 1:
         raise ConfigError("field 'pack_rows': must be >= 1")
+    _check_methods(cfg)
     return cfg
+
+
+def _check_methods(cfg: ReluConfig) -> None:
+    """Every method is in the core registry, and this study implements what it trains."""
+    from composedft.methods import get_method, training_phases
+    from . import methods as relu_methods  # registers the study's own methods and objectives
+
+    for name in cfg.methods:
+        try:
+            m = get_method(name)
+            if m.trains:
+                relu_methods.objective_of(name)
+        except ValueError as err:
+            raise ConfigError(f"field 'methods': {err}") from None
+    try:
+        training_phases(cfg.methods, cfg)
+    except ValueError as err:
+        raise ConfigError(f"field 'methods': {err}") from None
 
 
 PRESETS: dict[str, ReluConfig] = {

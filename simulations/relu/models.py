@@ -13,8 +13,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-__all__ = ["Params", "forward", "init_random", "init_from", "clone", "select", "stack",
-           "unit_mask_for", "weight_penalty", "to_numpy"]
+__all__ = ["Params", "forward", "init_random", "clone", "select", "stack", "weight_penalty", "to_numpy"]
 
 Params = dict[str, torch.Tensor]  # keys a, w, b: [S, m]; c: [S]
 
@@ -38,12 +37,6 @@ def forward(p: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 def weight_penalty(p: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Per-network Savarese cost (1/2) sum_j (a_j^2 + w_j^2), biases free (related-methods §6.1)."""
     return 0.5 * (p["a"].pow(2) + p["w"].pow(2)).sum(dim=1)
-
-
-def unit_mask_for(widths: list[int] | np.ndarray, m: int) -> torch.Tensor:
-    """[S, m] float mask: 1 for the first width_s units of row s."""
-    widths = torch.as_tensor(np.asarray(widths))
-    return (torch.arange(m).unsqueeze(0) < widths.unsqueeze(1)).to(DTYPE)
 
 
 def init_random(widths: list[int], m: int, lo: np.ndarray, hi: np.ndarray,
@@ -75,11 +68,6 @@ def select(p: Mapping[str, torch.Tensor], rows: torch.Tensor | list[int]) -> Par
     """Rows of a stack (a copy)."""
     idx = torch.as_tensor(rows, dtype=torch.long)
     return {k: v.detach()[idx].clone() for k, v in p.items()}
-
-
-def init_from(p: Mapping[str, torch.Tensor], rows: torch.Tensor | list[int]) -> Params:
-    """Initialize a new stack from rows of a trained one (e.g. the denoiser's weights)."""
-    return select(p, rows)
 
 
 def stack(parts: list[Mapping[str, torch.Tensor]]) -> Params:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from composedft.io import DataFileError, read_csv
+from composedft.runs import RunDir
 from composedft.stats import mean_ci
 
 from .config import AXIS_COLUMNS, base_setting
@@ -31,7 +32,7 @@ METHOD_ORDER = ("direct", "standard", "posthoc", "composed", "composed_scratch")
 
 def load_rows(run_dir: str | Path) -> list[dict]:
     """Rows of ``results.csv`` with the numeric columns as floats (error names file and column)."""
-    path = Path(run_dir) / "results.csv"
+    path = RunDir(run_dir, create=False).results_path
     if not path.exists():
         raise DataFileError(f"{path}: not found (run python -m simulations.relu --out {run_dir} first)")
     rows = read_csv(path)

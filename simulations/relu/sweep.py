@@ -22,12 +22,14 @@ import numpy as np
 import torch
 
 from composedft.io import append_csv_rows, atomic_write_bytes, atomic_write_csv, read_csv
+from composedft.methods import get_method, resolve_init, training_phases
+from composedft.runs import RunDir
 from composedft.seeding import derive_seed
 from theory import staircase as theory_staircase
 
 from . import metrics, models, train
 from .config import AXES, ReluConfig, Setting
-from .methods import get_method, training_phases
+from .methods import objective_of
 from .task import Staircase, make_task_data
 
 __all__ = ["plan", "run_group", "run_sweep", "COLUMNS", "TRAJ_COLUMNS"]
@@ -136,14 +138,10 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
     final_obj: dict[str, np.ndarray] = {}
     traj: list[dict] = []
     wd = torch.tensor([j.setting.weight_decay for j in jobs], dtype=models.DTYPE)
-    for phase in training_phases(cfg, settings[0], names):
+    for phase in training_phases(names, cfg):
         parts, std_w, comp_w, regs = [], [], [], []
         for i, name in enumerate(phase):
-            meth = get_method(name)
-            inits = {meth.init(cfg, j.setting) for j in jobs}
-            if len(inits) != 1:
-                raise ValueError(f"method '{name}': init must not vary within a group ({inits})")
-            init = inits.pop()
+            init, obj = resolve_init(name, cfg), objective_of(name)
             if init == "random":
                 xmin = np.array([j.data.x_train.min() for j in jobs])
                 xmax = np.array([j.data.x_train.max() for j in jobs])
@@ -153,10 +151,10 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
                 parts.append(models.clone(den))
             else:
                 parts.append(models.clone(trained[init]))
-            std_w += [meth.std_weight(cfg, j.setting) for j in jobs]
-            comp_w += [meth.comp_weight(cfg, j.setting) for j in jobs]
-            if meth.regularizer is not None:
-                regs.append((torch.arange(i * len(jobs), (i + 1) * len(jobs)), meth.regularizer))
+            std_w += [obj.std_weight(cfg, j.setting) for j in jobs]
+            comp_w += [obj.comp_weight(cfg, j.setting) for j in jobs]
+            if obj.regularizer is not None:
+                regs.append((torch.arange(i * len(jobs), (i + 1) * len(jobs)), obj.regularizer))
         reps = len(phase)
         batch = train.Batch(x.repeat(reps, 1), y.repeat(reps, 1), mask.repeat(reps, 1),
                             torch.tensor(std_w, dtype=models.DTYPE), torch.tensor(comp_w, dtype=models.DTYPE),
@@ -247,9 +245,9 @@ def done_keys(path: Path, n_expected: int) -> set[tuple]:
 def run_sweep(cfg: ReluConfig, out: Path, *, log: Callable[[str], None] = print,
               after_group: Optional[Callable[[str], None]] = None) -> Path:
     """Run (or resume) the sweep of ``cfg`` into ``out/results.csv`` and ``out/curves.npz``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results, trajectories = out / "results.csv", out / "trajectories.csv"
+    rd = RunDir(out)
+    out = rd.path
+    results, trajectories = rd.results_path, rd / "trajectories.csv"
     seeds = list(range(cfg.seeds))
     done = done_keys(results, len(seeds) * len(cfg.methods))
     if trajectories.exists():  # drop trajectory rows of an axis interrupted before its results landed

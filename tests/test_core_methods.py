@@ -1,5 +1,7 @@
-"""Fine-tuning strategies: registry, initialization, trained parameters, losses, predictions."""
+"""The method registry: lookup, phases, initialization, trained parameters, losses, predictions."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,8 +11,9 @@ from _tolerances import TOL
 from composedft.compose import freeze, is_frozen
 from composedft.io import save_checkpoint
 from composedft.objectives import composed_mse, standard_mse
-from composedft.strategies import (STRATEGIES, Strategy, finetune, get_strategy, loss_fn_for, make_base_predictor,
-                                   predict, register_strategy, trainable_parameters)
+from composedft.methods import (METHODS, OBJECTIVES, Method, finetune, get_method, loss_fn_for, make_base_predictor,
+                                predict, register_method, register_objective, resolve_init, trainable_parameters,
+                                training_phases)
 from composedft.train import TrainConfig
 
 D = torch.float64
@@ -26,17 +29,39 @@ def _xy(n=16, seed=0):
     return x, torch.stack([x[:, 0] * x[:, 1], torch.sin(x[:, 0])], 1)
 
 
-def test_registry_has_the_four_strategies():
-    assert {"direct", "standard", "composed", "posthoc"} <= set(STRATEGIES)
-    assert [get_strategy(n).init for n in ("direct", "standard", "composed", "posthoc")] == \
-        ["random", "denoiser", "denoiser", "checkpoint"]
-    assert [get_strategy(n).predict_with_denoiser for n in ("direct", "standard", "composed", "posthoc")] == \
-        [False, False, True, True]
-    assert not get_strategy("posthoc").trains and get_strategy("composed").trains
-    with pytest.raises(ValueError, match="unknown strategy 'smartt'.*direct"):
-        get_strategy("smartt")
+def test_registry_has_the_built_in_methods():
+    names = ("direct", "standard", "composed", "posthoc", "standard+posthoc", "direct+posthoc", "composed-base")
+    assert set(names) <= set(METHODS)
+    assert [resolve_init(n) for n in names[:3]] == ["random", "denoiser", "denoiser"]
+    assert [get_method(n).reuse for n in names[3:]] == ["standard", "standard", "direct", "composed"]
+    assert [get_method(n).predict_with_denoiser for n in names] == [False, False, True, True, True, True, False]
+    assert [get_method(n).trains for n in names] == [True, True, True, False, False, False, False]
+    with pytest.raises(ValueError, match="unknown method 'smartt'.*direct"):
+        get_method("smartt")
     with pytest.raises(ValueError, match="already registered"):
-        register_strategy("direct", get_strategy("standard"))
+        register_method(get_method("standard"))
+    with pytest.raises(ValueError, match="exactly one of"):
+        Method("both", "random", "standard", False, reuse="direct")
+
+
+def test_init_field_overrides_and_phases_follow_inits():
+    ref = SimpleNamespace(composed_init="standard")  # the reference code's choice
+    assert resolve_init("composed", ref) == "standard" and resolve_init("composed", object()) == "denoiser"
+    assert resolve_init("direct", ref) == "random"  # no init_field: the config cannot move it
+    names = ["direct", "standard", "composed", "posthoc", "composed-base"]
+    assert training_phases(names) == [["direct", "standard", "composed"]]
+    assert training_phases(names, ref) == [["direct", "standard"], ["composed"]]
+    with pytest.raises(ValueError, match="reuses 'standard'"):
+        training_phases(["posthoc"])
+    with pytest.raises(ValueError, match="starts from 'standard'"):
+        training_phases(["composed"], ref)
+    try:
+        register_method(Method("a", "b", "standard", False))
+        register_method(Method("b", "a", "standard", False))
+        with pytest.raises(ValueError, match="cycle"):
+            training_phases(["a", "b"])
+    finally:
+        METHODS.pop("a", None), METHODS.pop("b", None)
 
 
 def test_losses_are_the_objectives():
@@ -49,6 +74,8 @@ def test_losses_are_the_objectives():
                                composed_mse(f, denoiser, x, y, lam=0.4), rtol=0, atol=0)
     with pytest.raises(ValueError, match="trains nothing"):
         loss_fn_for("posthoc", denoiser)
+    with torch.no_grad():
+        assert torch.equal(predict("composed-base", f, denoiser, x), f(x))
 
 
 def test_init_trainable_parameters_and_predictions(tmp_path):
@@ -61,7 +88,9 @@ def test_init_trainable_parameters_and_predictions(tmp_path):
     save_checkpoint(tmp_path / "std.pt", _net(3).state_dict())
     f_post = make_base_predictor("posthoc", factory=lambda: _net(9), checkpoint=tmp_path / "std.pt")
     f_comp = make_base_predictor("composed", factory=lambda: _net(9), checkpoint=tmp_path / "std.pt",
-                                 init="checkpoint")  # the reference code's choice
+                                 cfg=SimpleNamespace(composed_init="standard"))  # the reference code's choice
+    with pytest.raises(ValueError, match="pass checkpoint="):
+        make_base_predictor("composed-base", factory=lambda: _net(9))
     assert all(torch.equal(a, b) for a, b in zip(f_post.parameters(), _net(3).parameters()))
     assert all(torch.equal(a, b) for a, b in zip(f_comp.parameters(), _net(3).parameters()))
     assert trainable_parameters("posthoc", f_post) == []
@@ -91,18 +120,24 @@ def test_finetune_composed_fits_through_the_frozen_denoiser():
     assert finetune("posthoc", f, denoiser, lambda step, g: (x, target), cfg) is None
 
 
-def test_new_strategies_plug_in():
+def test_new_methods_plug_in():
     def l2sp(f, denoiser, x, y, lam):  # e.g. a regularized fine-tuning method
         dist = sum(((p - q) ** 2).sum() for p, q in zip(f.parameters(), denoiser.parameters()))
         return standard_mse(f(x), y) + lam * dist
 
     try:
-        s = register_strategy("l2sp", Strategy("ignored", "denoiser", l2sp, False, "L2 towards the denoiser"))
-        assert s.name == "l2sp" and get_strategy("l2sp") is s
+        register_objective("l2sp", l2sp)
+        m = register_method(Method("l2sp", "denoiser", "l2sp", False, description="L2 towards the denoiser"))
+        assert get_method("l2sp") is m
         denoiser = freeze(_net(1))
         f = make_base_predictor("l2sp", factory=lambda: _net(2), denoiser=denoiser)
         x, y = _xy()
         val = loss_fn_for("l2sp", denoiser, lam=0.5)(f, (x, y))
         torch.testing.assert_close(val, standard_mse(f(x), y), **TOL["same_float64"])  # f == Π at init
+        with torch.no_grad():
+            f[0].weight.add_(0.1)
+        dist = sum(((p - q) ** 2).sum() for p, q in zip(f.parameters(), denoiser.parameters()))
+        torch.testing.assert_close(loss_fn_for("l2sp", denoiser, lam=0.5)(f, (x, y)),
+                                   standard_mse(f(x), y) + 0.5 * dist, **TOL["same_float64"])
     finally:
-        STRATEGIES.pop("l2sp", None)
+        METHODS.pop("l2sp", None), OBJECTIVES.pop("l2sp", None)
