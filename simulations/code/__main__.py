@@ -4,6 +4,8 @@ Commands:
   make-sanstype --out DIR [--n-train N --n-unlabeled N --seed S]   SANSTYPE splits + denoiser pairs
   check-gold --data PATH [--limit N] [--json OUT]                   gold programs through the evaluator
   evaluate --data PATH --predictions FILE [--json OUT]             score a JSONL of {id, code}
+  summary DIR [DIR ...]                                             accuracy over seeds, paired comparisons
+  run --preset NAME --out DIR [--field=value ...]                   the training pipeline (see run --help)
 
 ``PATH`` is a SPoC ``.tsv`` (test cases from ``testcases/`` beside it or ``--testcases``) or a
 SANSTYPE split prefix such as ``../shared/data/sanstype/train``.
@@ -11,13 +13,13 @@ SANSTYPE split prefix such as ``../shared/data/sanstype/train``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
 from .data import DataFormatError, load_dataset, tgt_to_code
+from .summary import main as summary_main
 
 SPLITS = (("train", False), ("val", False), ("test", False), ("ood", True))
 
@@ -134,13 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", default=None, help="write per-program records (JSONL) here")
     p.set_defaults(func=cmd_evaluate)
 
-    # ---- extension point: the training pipeline registers its `run` command here ----------
-    # simulations/code/pipeline.py (owned by the pipeline helper) defines add_parser(sub), which
-    # adds the `run` subparser with set_defaults(func=main); main(args) returns an exit code.
-    if importlib.util.find_spec(__package__ + ".pipeline") is not None:
-        from . import pipeline
-        pipeline.add_parser(sub)
-    # ---------------------------------------------------------------------------------------------
+    p = sub.add_parser("summary", help="accuracy per method over seed folders, paired comparisons with "
+                                       "bootstrap intervals (python -m simulations.code summary DIR [DIR ...])")
+    p.add_argument("folders", nargs="+", help="one run folder (or committed results folder) per seed")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default %(default)s)")
+    p.set_defaults(func=lambda a: summary_main([*a.folders, "--n-boot", str(a.n_boot)]))
+
+    from . import pipeline  # the `run` command: python -m simulations.code run --preset ... --out DIR
+    pipeline.add_parser(sub)
     return ap
 
 

@@ -1,0 +1,153 @@
+"""``python -m simulations.code summary DIR [DIR ...]``: accuracies over seeds, paired comparisons.
+
+Each DIR is one seed's run folder (or a committed copy of its small files): ``config.json`` and
+per-program verdicts, read from ``verdicts.csv`` (one row per (split, id), a 0/1 column per
+method) or, in a full run folder, from ``predictions/<method>_<split>.jsonl``. Prints Markdown:
+
+1. per method and split: mean execution accuracy over seeds with a 95% t-interval;
+2. per split, for each comparison (composed vs standard, standard+posthoc vs standard, ...): the
+   paired difference in accuracy with a 95% bootstrap interval that resamples seeds and, within
+   each seed, programs (the same programs for both methods: paired), and the relative gain
+   (acc_a - acc_b) / acc_b, the paper's terms (docs/experiments.md §3).
+
+Folders made with different configurations (other than the seed and run-only fields) are refused
+with a message naming the folder and the field, so seeds of two presets or tokenizers never mix.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from composedft.io import DataFileError, read_csv, read_jsonl
+from composedft.runs import RunDir
+from composedft.stats import mean_ci
+
+__all__ = ["COMPARISONS", "load_seed", "check_same_config", "paired_bootstrap", "summarize", "main"]
+
+# (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
+COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
+               ("composed-denoiser-init", "standard"), ("bt+composed", "bt"), ("direct+posthoc", "direct"))
+# fields that may differ between seed folders of one experiment (they do not change what is computed)
+FREE_FIELDS = frozenset({"seed", "threads", "eval_workers", "device", "data_dir", "decode_batch_size"})
+N_BOOT = 2000
+
+
+def load_seed(folder: str | Path) -> tuple[dict, dict[str, dict[str, dict[str, int]]]]:
+    """``(config, {split: {method: {program id: 0/1}}})`` of one seed folder."""
+    rd = RunDir(folder, create=False)
+    if not rd.config_path.exists():
+        raise DataFileError(f"{rd.config_path}: not found (is {folder} a run folder of simulations.code run?)")
+    cfg = rd.read_config()
+    verdicts: dict[str, dict[str, dict[str, int]]] = {}
+    vpath = rd / "verdicts.csv"
+    if vpath.exists():
+        for line, row in enumerate(read_csv(vpath), start=2):
+            if "split" not in row or "id" not in row:
+                raise DataFileError(f"{vpath}:{line}: needs columns 'split' and 'id'")
+            for method, v in row.items():
+                if method in ("split", "id"):
+                    continue
+                if v not in ("0", "1"):
+                    raise DataFileError(f"{vpath}:{line}: column '{method}' must be 0 or 1, got {v!r}")
+                verdicts.setdefault(row["split"], {}).setdefault(method, {})[row["id"]] = int(v)
+    else:
+        for path in sorted((rd.path / "predictions").glob("*_*.jsonl")):
+            method, split = path.stem.rsplit("_", 1)
+            verdicts.setdefault(split, {})[method] = {r["id"]: int(r.get("status") == "ok") for r in read_jsonl(path)}
+    if not verdicts:
+        raise DataFileError(f"{folder}: no verdicts.csv and no predictions/*.jsonl (run the evaluate stage first)")
+    return cfg, verdicts
+
+
+def check_same_config(configs: dict[str, dict]) -> None:
+    """Refuse seed folders whose configurations differ outside :data:`FREE_FIELDS`."""
+    (first, ref), *rest = configs.items()
+    for folder, cfg in rest:
+        diff = sorted(k for k in set(ref) | set(cfg) if k not in FREE_FIELDS and ref.get(k) != cfg.get(k))
+        if diff:
+            k = diff[0]
+            raise DataFileError(f"{folder}: made with a different configuration than {first}: field '{k}' is "
+                                f"{cfg.get(k)!r} there, {ref.get(k)!r} in {first}"
+                                + (f" (and {len(diff) - 1} more: {', '.join(diff[1:])})" if len(diff) > 1 else ""))
+
+
+def paired_bootstrap(diffs: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """Mean paired difference and its percentile bootstrap interval.
+
+    ``diffs[s]`` holds the per-program differences (a - b, in {-1, 0, 1}) of seed s. The point
+    estimate is the mean over seeds of the per-seed mean difference; each bootstrap replicate
+    resamples seeds with replacement, then programs within each drawn seed (two-stage bootstrap).
+    """
+    means = np.array([d.mean() for d in diffs])
+    rng = np.random.default_rng(seed)
+    n_seeds = len(diffs)
+    picks = rng.integers(n_seeds, size=(n_boot, n_seeds))
+    # slot (b, j) of replicate b draws a fresh resample of seed picks[b, j]'s programs: precompute,
+    # per seed, one resampled mean for every slot (vectorized), then read the slots it fills
+    pools = [d[rng.integers(d.size, size=(n_boot * n_seeds, d.size))].mean(axis=1) for d in diffs]
+    slot_means = np.stack(pools)[picks.reshape(-1), np.arange(n_boot * n_seeds)].reshape(n_boot, n_seeds)
+    reps = slot_means.mean(axis=1)
+    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
+    return float(means.mean()), float(lo), float(hi)
+
+
+def _paired(seeds: list[dict], split: str, a: str, b: str) -> list[np.ndarray] | None:
+    out = []
+    for v in seeds:
+        va, vb = v.get(split, {}).get(a), v.get(split, {}).get(b)
+        if va is None or vb is None:
+            return None
+        ids = sorted(set(va) & set(vb))
+        out.append(np.array([va[i] - vb[i] for i in ids], float))
+    return out
+
+
+def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
+    """The Markdown report of the module docstring."""
+    loaded = {str(f): load_seed(f) for f in folders}
+    check_same_config({f: c for f, (c, _) in loaded.items()})
+    seeds = [v for _, v in loaded.values()]
+    splits = sorted({s for v in seeds for s in v})
+    methods = [m for m in dict.fromkeys(m for v in seeds for s in splits for m in v.get(s, {}))]
+    lines = [f"seeds: {len(seeds)} ({', '.join(str(c.get('seed')) for c, _ in loaded.values())})", "",
+             "| method | " + " | ".join(f"{s} exec acc [95% CI]" for s in splits) + " |",
+             "|---|" + "---|" * len(splits)]
+    for m in methods:
+        cells = []
+        for s in splits:
+            accs = [np.mean(list(v[s][m].values())) for v in seeds if m in v.get(s, {})]
+            mu, lo, hi = mean_ci(accs)
+            cells.append(f"{mu:.3f} [{lo:.3f}, {hi:.3f}]" if accs else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "| comparison | split | paired diff [95% bootstrap CI] | relative gain | verdict |", "|---|---|---|---|---|"]
+    for a, b in COMPARISONS:
+        for s in splits:
+            diffs = _paired(seeds, s, a, b)
+            if diffs is None:
+                continue
+            d, lo, hi = paired_bootstrap(diffs, n_boot=n_boot)
+            acc_b = np.mean([np.mean(list(v[s][b].values())) for v in seeds])
+            rel = f"{d / acc_b:+.1%}" if acc_b > 0 else "n/a"
+            verdict = f"{a} better" if lo > 0 else f"{b} better" if hi < 0 else "no significant difference"
+            lines.append(f"| {a} vs {b} | {s} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] | {rel} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulations.code summary", description=__doc__.split("\n\n")[0])
+    p.add_argument("folders", nargs="+", help="one run folder (or committed results folder) per seed")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates (default %(default)s)")
+    ns = p.parse_args(argv)
+    if ns.n_boot < 100:
+        print("error: --n-boot must be >= 100", file=sys.stderr)
+        return 2
+    try:
+        print(summarize(ns.folders, n_boot=ns.n_boot))
+    except DataFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

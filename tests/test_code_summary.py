@@ -1,0 +1,92 @@
+"""``python -m simulations.code summary``: seed folders, paired bootstrap, refusal of mixed configs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from composedft.io import DataFileError, atomic_write_csv, atomic_write_json, atomic_write_jsonl
+from simulations.code import summary as S
+
+
+def _seed_folder(root, seed, verdicts, **cfg):
+    """verdicts: {split: {method: [0/1 per program]}} written as verdicts.csv."""
+    d = root / f"seed{seed}"
+    atomic_write_json(d / "config.json", {"seed": seed, "tokenizer": "bpe", "d_model": 64, **cfg})
+    rows = []
+    for split, by_method in verdicts.items():
+        n = len(next(iter(by_method.values())))
+        for i in range(n):
+            rows.append({"split": split, "id": f"p{i}", **{m: v[i] for m, v in by_method.items()}})
+    atomic_write_csv(d / "verdicts.csv", rows)
+    return d
+
+
+def test_point_estimate_is_the_exact_mean_paired_difference(tmp_path):
+    rng = np.random.default_rng(0)
+    folders, exact = [], []
+    for seed in range(3):
+        a, b = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
+        folders.append(_seed_folder(tmp_path, seed, {"id": {"standard": list(b), "composed": list(a)}}))
+        exact.append((a - b).mean())
+    diffs = S._paired([S.load_seed(f)[1] for f in folders], "id", "composed", "standard")
+    d, lo, hi = S.paired_bootstrap(diffs, n_boot=500)
+    assert d == pytest.approx(np.mean(exact), abs=1e-12)
+    assert lo <= d <= hi
+
+
+def test_identical_methods_give_a_zero_width_interval(tmp_path):
+    v = [1, 0, 1, 1, 0]
+    f = [_seed_folder(tmp_path, s, {"ood": {"standard": v, "composed": v}}) for s in range(2)]
+    diffs = S._paired([S.load_seed(x)[1] for x in f], "ood", "composed", "standard")
+    assert S.paired_bootstrap(diffs, n_boot=200) == (0.0, 0.0, 0.0)
+
+
+def test_one_seed_bootstrap_spread_matches_the_plug_in_standard_error(tmp_path):
+    """With one seed the bootstrap of a mean has sd = sd_pop(d) / sqrt(n) (closed form); the
+    95% percentile interval is then about +-1.96 of it."""
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 2, 400), (rng.random(400) < 0.3).astype(int)
+    d = (a - b).astype(float)
+    lo_hi = S.paired_bootstrap([d], n_boot=4000, seed=3)
+    se = d.std(ddof=0) / np.sqrt(d.size)
+    assert (lo_hi[2] - lo_hi[1]) / (2 * 1.96 * se) == pytest.approx(1.0, rel=0.08)
+
+
+def test_report_has_accuracies_and_comparisons(tmp_path):
+    f = [_seed_folder(tmp_path, s, {"id": {"standard": [1, 0, 0, 1], "composed": [1, 1, 0, 1],
+                                           "standard+posthoc": [1, 1, 1, 1]}}) for s in range(2)]
+    text = S.summarize(f, n_boot=200)
+    assert "| composed | 0.750 [0.750, 0.750] |" in text
+    import re
+    m = re.search(r"\| composed vs standard \| id \| \+0\.250 \[([-+.0-9]+), ([-+.0-9]+)\] \| \+50\.0% \| (.+?) \|", text)
+    assert m and float(m[1]) <= 0.25 <= float(m[2])
+    assert m[3] == ("composed better" if float(m[1]) > 0 else "no significant difference")
+    assert "standard+posthoc vs standard | id | +0.500" in text
+    assert "bt+composed" not in text  # comparisons of absent methods are skipped
+
+
+def test_predictions_jsonl_are_read_when_there_is_no_verdicts_csv(tmp_path):
+    d = tmp_path / "run"
+    atomic_write_json(d / "config.json", {"seed": 0})
+    atomic_write_jsonl(d / "predictions" / "standard+posthoc_ood.jsonl",
+                       [{"id": "a", "status": "ok"}, {"id": "b", "status": "wrong_answer"}])
+    _, v = S.load_seed(d)
+    assert v == {"ood": {"standard+posthoc": {"a": 1, "b": 0}}}
+
+
+def test_mixed_presets_or_tokenizers_are_refused_naming_folder_and_field(tmp_path, capsys):
+    a = _seed_folder(tmp_path, 0, {"id": {"standard": [1]}})
+    b = _seed_folder(tmp_path, 1, {"id": {"standard": [1]}}, tokenizer="whitespace")
+    with pytest.raises(DataFileError, match=r"seed1: .*field 'tokenizer' is 'whitespace'"):
+        S.summarize([a, b])
+    assert S.main([str(a), str(b)]) == 2
+    assert "field 'tokenizer'" in capsys.readouterr().err
+    assert S.main([str(tmp_path / "nope")]) == 2
+    assert "config.json: not found" in capsys.readouterr().err
+
+
+def test_bad_verdict_values_name_file_and_line(tmp_path):
+    d = _seed_folder(tmp_path, 0, {"id": {"standard": [1, 0]}})
+    (d / "verdicts.csv").write_text("split,id,standard\nid,p0,1\nid,p1,yes\n")
+    with pytest.raises(DataFileError, match=r"verdicts.csv:3: column 'standard' must be 0 or 1"):
+        S.load_seed(d)
