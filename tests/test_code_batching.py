@@ -156,3 +156,41 @@ def test_sorted_blocks_stay_aligned_when_batches_straddle_epochs():
         members = sorted((i for b in inside for i in b), key=lambda i: lengths[i])
         blocks = [set(members[k * batch:(k + 1) * batch]) for k in range(len(inside))]
         assert sorted(map(sorted, blocks)) == sorted(map(sorted, inside)), f"epoch {e}"
+
+
+# ---- the throughput benchmark (simulations.code.bench_train) -------------------------------------
+
+def test_padding_fraction_closed_form():
+    corpus = T.Corpus(src=((4, 2), (4, 4, 4, 2)), tgt=((5,), (5, 5, 5, 5, 5)))  # src 2,4; tgt+eos 2,6
+    from simulations.code.bench_train import padding_fraction
+    sampler = T.BatchSampler(2, 2, 0)
+    assert padding_fraction(corpus, sampler, 1) == pytest.approx(1 - (2 + 4 + 2 + 6) / (2 * (4 + 6)))
+
+
+def test_torch_transformer_twin_is_causal_pad_blind_and_the_same_size():
+    from simulations.code.bench_train import TorchTransformer
+    from simulations.code.model import ModelConfig, Seq2SeqTransformer, count_parameters
+    cfg = ModelConfig(vocab_size=30, d_model=16, n_heads=2, n_enc_layers=2, n_dec_layers=2, d_ff=32, dropout=0.0,
+                      attn_dropout=0.0, relu_dropout=0.0)
+    torch.manual_seed(0)
+    twin = TorchTransformer(cfg).eval()
+    assert count_parameters(twin) == count_parameters(Seq2SeqTransformer(cfg))
+    src = torch.tensor([[5, 6, 7, 2, 0, 0], [8, 9, 10, 11, 12, 2]])
+    tgt = torch.tensor([[1, 13, 14, 15], [1, 16, 17, 18]])
+    with torch.no_grad():
+        base = twin(src, tgt)
+        later = tgt.clone()
+        later[:, 2:] = 19  # change the future: positions 0 and 1 must not move
+        torch.testing.assert_close(twin(src, later)[:, :2], base[:, :2])
+        assert not torch.allclose(twin(src, later)[:, 2:], base[:, 2:])
+        torch.testing.assert_close(twin(src[:1, :4], tgt[:1]), base[:1])  # the padding is invisible
+
+
+def test_bench_train_prints_its_ratios(capsys):
+    from simulations.code import bench_train
+    r = bench_train.main(["--n", "40", "--rounds", "1", "--steps", "1", "--warmup", "1", "--threads", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith("ours / torch.nn.Transformer: ") and lines[-2].endswith("x")
+    assert lines[-1].startswith("ours / plain loop (random batches, 1 thread): ")
+    assert [c.timed_steps for c in r["contenders"]] == [1, 1, 1]
+    assert r["contenders"][0].step == r["contenders"][1].step == 2  # warm-up + timed, same batches count
