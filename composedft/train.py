@@ -32,6 +32,7 @@ import torch.nn as nn
 from .config import ConfigError, cfg_to_dict
 from .devices import resolve_device
 from .io import CheckpointError, atomic_write_csv, load_checkpoint, save_checkpoint
+from .progress import Progress
 from .seeding import derive_seed, seed_everything, torch_generator
 
 __all__ = ["TrainConfig", "TrainResult", "train", "lr_factor", "LAST_CKPT", "BEST_CKPT"]
@@ -64,7 +65,7 @@ class TrainConfig:
     select_metric: str = ""           # eval_fn metric for model selection ("" keeps the last)
     select_mode: Literal["min", "max"] = "min"
     restore_best: bool = True         # load the selected (best) state into the model at the end
-    progress: bool | None = None      # tqdm bar; None: only when stderr is a terminal
+    progress: bool | None = None      # tqdm bar; None: bar on a terminal, else a plain line every 30 s
 
     def __post_init__(self) -> None:
         self.validate()
@@ -175,6 +176,20 @@ def _check_resumable(ckpt: Mapping[str, Any], cfg: TrainConfig, path: Path) -> N
                               f"and is {now[name]!r} now (use another run folder, or resume=False)")
 
 
+_NOT_SHOWN = ("step", "lr", "train_loss")  # history fields the progress postfix leaves out
+
+
+def _progress_desc(run_dir: Path | None) -> str:
+    """The bar's label: the run folder's name (a pipeline stage's ``stages/<name>``), else train."""
+    return run_dir.name if run_dir is not None else "train"
+
+
+def _is_secondary_rank() -> bool:
+    """True on every rank but 0 of an initialised process group: only rank 0 reports progress."""
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
 def _is_better(value: float, best: float | None, mode: str) -> bool:
     if best is None:
         return True
@@ -203,6 +218,11 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: 
         run_dir: folder for ``last.pt`` (full state), ``best.pt`` and ``eval.csv``; None keeps
             nothing on disk.
         resume: continue from ``run_dir/last.pt`` when it exists.
+
+    Progress (``cfg.progress``, :class:`composedft.progress.Progress`) goes to stderr on rank 0
+    only, labelled with ``run_dir``'s name: steps, rate, ETA, the mean train loss since the
+    last evaluation and the latest eval metrics. It only reads finished numbers, so the
+    trajectory is the same with or without it (tests/test_core_progress.py).
 
     Returns:
         A :class:`TrainResult`. With ``cfg.restore_best`` and a selection, the model holds the
@@ -277,11 +297,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: 
         if run_dir is not None:
             atomic_write_csv(run_dir / "eval.csv", result.history)
 
-    from tqdm.auto import tqdm  # imported here: keeps `import composedft` light
-
     model.train()
-    bar = tqdm(total=cfg.steps, initial=min(result.step, cfg.steps), dynamic_ncols=True, leave=False,
-               disable=None if cfg.progress is None else not cfg.progress, desc="train")
+    bar = Progress(cfg.steps, _progress_desc(run_dir), unit="step", initial=min(result.step, cfg.steps),
+                   enabled=False if _is_secondary_rank() else cfg.progress)
     try:
         while result.step < cfg.steps:
             batch = _to_device(batch_fn(result.step, torch_generator(derive_seed(cfg.seed, "batch", result.step))),
@@ -299,12 +317,12 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: 
             result.step += 1
             loss_acc[0] += float(loss.detach())
             loss_acc[1] += 1
+            if not bar.disabled:  # reporting reads finished numbers only: it cannot change them
+                bar.set_postfix(loss=loss_acc[0] / loss_acc[1], **{k: float(v) for k, v in stats.items()})
             bar.update(1)
-            if not bar.disable:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4g}", **{k: f"{v:.4g}" for k, v in stats.items()},
-                                refresh=False)
             if eval_fn is not None and cfg.eval_every and result.step % cfg.eval_every == 0:
                 evaluate()
+                bar.set_postfix(**{k: v for k, v in result.history[-1].items() if k not in _NOT_SHOWN})
             if last_path is not None and cfg.ckpt_every and result.step % cfg.ckpt_every == 0:
                 checkpoint()
     finally:

@@ -78,7 +78,7 @@ class CodeConfig:
     seed: int = 0                     # one seed drives data generation, init and sampling
     device: str = "auto"              # auto | cpu | cuda | cuda:N | mps
     amp: bool = True                  # bf16 autocast on CUDA (no-op on CPU)
-    threads: int = 0                  # torch CPU threads (0 = torch default)
+    threads: int = 0                  # torch CPU threads (0 = all cores: torch's default, one per core)
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:

@@ -34,7 +34,7 @@ from composedft.train import TrainConfig, TrainResult, train
 
 from .decode import BOS, EOS, PAD, beam_search, greedy_decode, sample_sequences, strip_special
 
-__all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "make_batch", "nll_loss",
+__all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "corpus_lengths", "make_batch", "nll_loss",
            "ComposedObjective", "composed_loss", "mean_nll", "translate", "teacher_forcing_inputs", "fit"]
 
 
@@ -83,28 +83,68 @@ def make_batch(corpus: Corpus, idx: Sequence[int], device="cpu") -> dict[str, to
 class BatchSampler:
     """Step -> example indices, without replacement within an epoch, a pure function of the step.
 
-    Epoch ``e`` visits ``permutation_e(n)`` (seeded by ``(seed, e)``); step ``s`` takes global
-    positions ``s*B .. s*B+B-1`` of the concatenated epochs. Rank ``r`` of ``world`` takes every
-    ``world``-th of those, so DDP ranks split one global batch.
+    Epoch ``e`` visits an arrangement of ``0..n-1`` seeded by ``(seed, e)``; step ``s`` takes
+    global positions ``s*B .. s*B+B-1`` of the concatenated epochs, so every example is seen
+    exactly once per epoch and a resumed run draws the batches an uninterrupted one would.
+
+    Without ``lengths`` the arrangement is a uniform permutation. With ``lengths`` it is
+    *length-bucketed* (docs/training-speed.md §1): the permutation is cut into windows of
+    ``window`` batches aligned with the batch boundaries, each window is sorted by length
+    (stable, so equal lengths keep their random order), and the order of the epoch's full
+    batches is shuffled, so a batch holds examples of similar length (little padding) while the
+    order of lengths over training stays random. Under DDP the caller slices each global batch
+    by rank (see ``simulations.code.stages._batch_fn``, which needs the global batch for the
+    token normalisation anyway).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int, lengths: Sequence[int] | None = None,
+                 window: int = 100):
         if n < 1:
             raise ValueError("cannot sample batches from an empty corpus")
-        if batch_size % world:
-            raise ValueError(f"batch_size={batch_size} is not divisible by the world size {world}")
-        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        if batch_size < 1 or window < 1:
+            raise ValueError(f"batch_size={batch_size} and window={window} must be >= 1")
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"{len(lengths)} lengths for a corpus of {n} examples")
+        self.n, self.batch_size, self.seed, self.window = n, batch_size, seed, window
+        self.lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
         self._perm: dict[int, np.ndarray] = {}
 
     def _epoch(self, e: int) -> np.ndarray:
         if e not in self._perm:
-            self._perm = {e: np.random.default_rng(derive_seed(self.seed, "epoch", e)).permutation(self.n)}
+            perm = np.random.default_rng(derive_seed(self.seed, "epoch", e)).permutation(self.n)
+            if self.lengths is not None:
+                perm = _bucketed(perm, self.lengths, self.batch_size, self.window, (-e * self.n) % self.batch_size,
+                                 np.random.default_rng(derive_seed(self.seed, "batch-order", e)))
+            self._perm = {e: perm}
         return self._perm[e]
 
     def __call__(self, step: int) -> list[int]:
         pos = range(step * self.batch_size, (step + 1) * self.batch_size)
-        out = [int(self._epoch(p // self.n)[p % self.n]) for p in pos]
-        return out[self.rank::self.world]
+        return [int(self._epoch(p // self.n)[p % self.n]) for p in pos]
+
+
+def _bucketed(perm: np.ndarray, lengths: np.ndarray, batch_size: int, window: int, head: int,
+              rng: np.random.Generator) -> np.ndarray:
+    """One epoch's length-bucketed arrangement of ``perm`` (a rearrangement of it).
+
+    ``head`` positions at the start complete the previous epoch's last batch; after them the
+    batch boundaries fall every ``batch_size`` positions. Segments (the head, then windows of
+    ``window * batch_size``) are sorted by length; the full batches after the head are shuffled
+    with ``rng``; a last partial batch stays at the end (it continues into the next epoch).
+    """
+    n, head = len(perm), min(head, len(perm))
+    bounds = [0, head, *range(head + window * batch_size, n, window * batch_size), n]
+    out = np.concatenate([perm[a:b][np.argsort(lengths[perm[a:b]], kind="stable")]
+                          for a, b in zip(bounds[:-1], bounds[1:])])
+    n_full = (n - head) // batch_size
+    body = out[head:head + n_full * batch_size].reshape(n_full, batch_size)
+    out[head:head + n_full * batch_size] = body[rng.permutation(n_full)].ravel()
+    return out
+
+
+def corpus_lengths(corpus: Corpus) -> list[int]:
+    """Source + target tokens of each example: the padding cost that bucketing reduces."""
+    return [len(s) + len(t) + 1 for s, t in zip(corpus.src, corpus.tgt)]
 
 
 def nll_loss(model: nn.Module, batch: dict, *, label_smoothing: float = 0.0) -> torch.Tensor:

@@ -50,11 +50,13 @@ def _corpora(ctx: Context, vocab: Vocab, denoiser: bool) -> tuple[T.Corpus, T.Co
 def _batch_fn(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None):
     """Global batch of ``batch_size`` (pure function of the step); this rank's slice of it.
 
-    The core loop's per-step generator is not needed: the epoch permutations are already a
-    function of (seed, step). ``counter[0]`` accumulates the global target tokens drawn.
+    Batches are length-bucketed (:class:`T.BatchSampler`, docs/training-speed.md §1): similar
+    lengths together, so less padding is computed. The core loop's per-step generator is not
+    needed: the epoch arrangements are already a function of (seed, step). ``counter[0]``
+    accumulates the global target tokens drawn.
     """
     world, rank = ctx.dist.world, ctx.dist.rank
-    sampler = T.BatchSampler(len(corpus), batch_size, seed)
+    sampler = T.BatchSampler(len(corpus), batch_size, seed, lengths=T.corpus_lengths(corpus))
 
     def batch_fn(step: int, generator: torch.Generator | None = None) -> dict:
         idx = sampler(step)
