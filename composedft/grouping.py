@@ -50,14 +50,18 @@ def kmeans(points: np.ndarray, n_clusters: int, seed: int, iters: int = 100) -> 
 def group_neurons(acts: np.ndarray, n_groups: int, seed: int, active: Optional[np.ndarray] = None) -> np.ndarray:
     """Group the m neurons of a layer by their activations ``acts`` [n_inputs, m].
 
-    Neurons outside ``active`` (e.g. padding units) get label -1: they are left alone.
+    Neurons outside ``active`` (e.g. padding units) get label -1: they are left alone. With at
+    least as many groups as active neurons each neuron is its own group, even where two neurons
+    have identical activations (e.g. both dead on the data): the grid's top end is plain fine-tuning.
     """
     acts = np.asarray(acts, float)
     m = acts.shape[1]
     active = np.ones(m, bool) if active is None else np.asarray(active, bool)
     labels = np.full(m, -1)
     idx = np.flatnonzero(active)
-    if len(idx):
+    if n_groups >= len(idx):
+        labels[idx] = np.arange(len(idx))
+    elif len(idx):
         labels[idx] = kmeans(acts[:, idx].T, n_groups, seed)
     return labels
 

@@ -63,7 +63,8 @@ def _inf_norm(t: torch.Tensor, example_dims: int) -> torch.Tensor:
 def adversarial_perturbation(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                              out_clean: torch.Tensor, cfg: SmartConfig = SmartConfig(), *,
                              divergence: Divergence = squared_divergence, example_dims: Optional[int] = None,
-                             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                             generator: Optional[torch.Generator] = None,
+                             noise: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The perturbation δ of each example (docs/related-methods.md §1.3, §1.5), detached.
 
     ``paper``: δ ← clip_ε(δ + η g/‖g‖_∞) (normalized ascent, then projection on the ε-box).
@@ -74,17 +75,20 @@ def adversarial_perturbation(fn: Callable[[torch.Tensor], torch.Tensor], x: torc
     Args:
         example_dims: how many leading dims of ``x`` index examples (default: all but the last;
             for inputs that are one scalar per example pass ``x.dim()``).
+        noise: the standard-normal start (shape of ``x``) instead of drawing it from ``generator``.
     """
     if cfg.mode not in ("paper", "mtdnn"):
         raise ValueError(f"SMART mode must be 'paper' or 'mtdnn', got {cfg.mode!r}")
     ed = x.dim() - 1 if example_dims is None else example_dims
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     delta = cfg.init_std * noise
     target = out_clean.detach()
     for _ in range(cfg.num_steps):
         delta = delta.detach().requires_grad_(True)
-        loss = divergence(fn(x.detach() + delta), target).sum()
-        (g,) = torch.autograd.grad(loss, delta)
+        with torch.enable_grad():  # also when the caller evaluates the objective under no_grad
+            loss = divergence(fn(x.detach() + delta), target).sum()
+            (g,) = torch.autograd.grad(loss, delta)
         if cfg.mode == "paper":
             delta = (delta + cfg.step_size * g / (_inf_norm(g, ed) + 1e-300)).clamp(-cfg.eps, cfg.eps)
         else:

@@ -32,6 +32,9 @@ def test_as_many_groups_as_distinct_neurons_gives_singletons():
     acts = np.random.default_rng(1).standard_normal((7, 5))
     labels = group_neurons(acts, 5, seed=0)
     assert sorted(labels) == [0, 1, 2, 3, 4]
+    dead = np.zeros((7, 3))  # identical (all-zero) activations: still singletons when n_groups = m
+    assert sorted(group_neurons(dead, 3, seed=0)) == [0, 1, 2]
+    assert sorted(set(group_neurons(dead, 2, seed=0))) == [0]  # k-means keeps identical points together
     inactive = group_neurons(acts, 2, seed=0, active=np.array([1, 1, 0, 1, 0], bool))
     assert inactive[2] == -1 and inactive[4] == -1 and set(inactive[[0, 1, 3]]) <= {0, 1}
 
