@@ -39,6 +39,8 @@ def load(run_dir: str | Path) -> pd.DataFrame:
     missing = {"method", "seed", *AXIS_FIELDS, "fn_norm", "id_err", "ood_err"} - set(df.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    if "denoiser_reg" in df:  # RadReg-pre-trained rows belong to figures/related.py, not these slices
+        df = df[df["denoiser_reg"].fillna("none") == "none"].reset_index(drop=True)
     return df
 
 

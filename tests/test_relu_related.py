@@ -20,6 +20,7 @@ from composedft.config import ConfigError
 from composedft.entk import jacobian, linearize
 from composedft.io import read_csv
 from composedft.radreg import rademacher_linear_exact
+from figures import related as figures_related
 from simulations.relu import models, related, train
 from simulations.relu.__main__ import main
 from simulations.relu.config import ReluConfig, validate
@@ -125,7 +126,7 @@ TINY = ["--preset", "smoke", "--steps=15", "--denoiser_steps=3", "--seeds=2", "-
         "--width=6", "--n_groups=3", "--sweep_k=4", "--curve_points=20", "--delta=0.5", "--record_every=0"]
 
 
-def test_tiny_sweep_has_every_method_and_the_denoiser_reg_rows(tmp_path):
+def test_tiny_sweep_has_every_method_and_the_denoiser_reg_rows(tmp_path, capsys):
     methods = "standard,composed,smart,linearized,grouped"
     assert main([*TINY, f"--methods={methods}", "--sweep_denoiser_reg=none,radreg", "--out", str(tmp_path / "a")]) == 0
     rows = read_csv(tmp_path / "a" / "results.csv")
@@ -140,6 +141,16 @@ def test_tiny_sweep_has_every_method_and_the_denoiser_reg_rows(tmp_path):
     assert main([*TINY, f"--methods={methods}", "--out", str(tmp_path / "b")]) == 0
     plain = [r for r in rows if r["denoiser_reg"] == "none"]
     assert plain == read_csv(tmp_path / "b" / "results.csv")
+    # the figure and table read both folders (the shared rows agree) ...
+    assert figures_related.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "figures" / "related.png").exists()
+    table = capsys.readouterr().out
+    assert all(f"| {m} |" in table for m in methods.split(",")) and "| radreg |" in table
+    # ... and refuse two folders that disagree on the same row
+    bad = (tmp_path / "b" / "results.csv").read_text().replace(plain[0]["fn_norm"], "123.0", 1)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.csv").write_text(bad)
+    assert figures_related.main([str(tmp_path / "a"), str(tmp_path / "c")]) == 2
 
 
 def test_bad_related_fields_are_refused():

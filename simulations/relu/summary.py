@@ -34,7 +34,8 @@ def load_rows(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "results.csv"
     if not path.exists():
         raise DataFileError(f"{path}: not found (run python -m simulations.relu --out {run_dir} first)")
-    rows = read_csv(path)
+    # RadReg-pre-trained rows (the denoiser_reg axis) share the base setting's axis values: leave them out
+    rows = [r for r in read_csv(path) if (r.get("denoiser_reg") or "none") == "none"]
     if not rows:
         raise DataFileError(f"{path}: no result rows")
     need = {"method", "seed", "fn_norm", "id_err", "ood_err", "theory_standard", "theory_composed", *AXIS_COLUMNS}
