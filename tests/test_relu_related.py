@@ -23,7 +23,7 @@ from composedft.radreg import rademacher_linear_exact
 from figures import related as figures_related
 from simulations.relu import models, related, train
 from simulations.relu.__main__ import main
-from simulations.relu.config import ReluConfig, validate
+from simulations.relu.config import ReluConfig, Setting, validate
 
 D = torch.float64
 
@@ -151,6 +151,12 @@ def test_tiny_sweep_has_every_method_and_the_denoiser_reg_rows(tmp_path, capsys)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "results.csv").write_text(bad)
     assert figures_related.main([str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+
+
+def test_default_pre_training_leaves_the_setting_key_and_so_the_seeds_unchanged():
+    base = Setting.base(ReluConfig())
+    assert base.key() == (64, 8, "0.25", "0.2", "0.1", 32, "0.002")  # the key (and init seeds) before the axis
+    assert dataclasses.replace(base, denoiser_reg="radreg").key() == base.key() + ("radreg",)
 
 
 def test_bad_related_fields_are_refused():

@@ -205,6 +205,11 @@ class Setting:
         return cls(cfg.n_train, cfg.k, cfg.delta, cfg.sigma, cfg.lam, cfg.width, cfg.weight_decay)
 
     def key(self) -> tuple:
-        """Hashable identity used for resume (floats as repr strings, stable across CSV round trips)."""
-        return (int(self.n_train), int(self.k), repr(float(self.delta)), repr(float(self.sigma)),
-                repr(float(self.lam)), int(self.width), repr(float(self.weight_decay)), str(self.denoiser_reg))
+        """Hashable identity used for resume (floats as repr strings, stable across CSV round trips).
+
+        The key also seeds the random inits, so the default pre-training adds nothing to it: the
+        ``denoiser_reg = none`` rows keep the seeds (and numbers) they had before the axis existed.
+        """
+        key = (int(self.n_train), int(self.k), repr(float(self.delta)), repr(float(self.sigma)),
+               repr(float(self.lam)), int(self.width), repr(float(self.weight_decay)))
+        return key if self.denoiser_reg == "none" else key + (str(self.denoiser_reg),)
