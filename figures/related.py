@@ -26,6 +26,8 @@ ORDER = ("standard", "composed", "posthoc", "smart", "linearized", "grouped", "d
 METRICS = (("fn_norm", "R(f)"), ("id_err", "ID err"), ("ood_err", "OOD err"), ("lin_gap", "lin. gap"),
            ("kernel_dist", "kernel dist."))
 KEY = ["method", "seed", "denoiser_reg", *AXIS_COLUMNS]
+# the shared palette hashes unknown names and collides for these; posthoc shares standard's f (dashed)
+COLORS = {"smart": "#2ca02c", "linearized": "#8c564b", "grouped": "#e377c2"}
 
 
 def load_many(dirs: list[str | Path]) -> pd.DataFrame:
@@ -98,7 +100,8 @@ def plot_related(df: pd.DataFrame, base: dict, ax=None):
                 sm = s[s["method"] == m].sort_values(axis)
                 if sm[col].notna().any():
                     a.errorbar(sm[axis], sm[col], yerr=[sm[col] - sm[col + "_lo"], sm[col + "_hi"] - sm[col]],
-                               marker="o", ms=3, capsize=2, color=style.color(m), label=m)
+                               marker="o", ms=3, capsize=2, color=COLORS.get(m, style.color(m)), label=m,
+                               ls="--" if m == "posthoc" else "-")
             a.set_xlabel(axis)
             a.set_ylabel(name)
     ax[0][0].legend(ncol=2)
