@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from simulations.relu.config import AXIS_COLUMNS, base_setting
+from simulations.relu.config import AXIS_COLUMNS, DENOISER_REGS, base_setting
 from theory import staircase as theory_staircase
 
 from . import style
@@ -40,7 +40,7 @@ def load(run_dir: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
     if "denoiser_reg" in df:  # RadReg-pre-trained rows belong to figures/related.py, not these slices
-        df = df[df["denoiser_reg"].fillna("none") == "none"].reset_index(drop=True)
+        df = df[~df["denoiser_reg"].isin(DENOISER_REGS[1:])].reset_index(drop=True)
     return df
 
 
