@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from composedft.runs import RunDir
-from simulations.relu.config import AXIS_COLUMNS, base_setting
+from simulations.relu.config import AXIS_COLUMNS, DENOISER_REGS, base_setting
 from theory import staircase as theory_staircase
 
 from . import style
@@ -40,6 +40,8 @@ def load(run_dir: str | Path) -> pd.DataFrame:
     missing = {"method", "seed", *AXIS_FIELDS, "fn_norm", "id_err", "ood_err"} - set(df.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    if "denoiser_reg" in df:  # RadReg-pre-trained rows belong to figures/related.py, not these slices
+        df = df[~df["denoiser_reg"].isin(DENOISER_REGS[1:])].reset_index(drop=True)
     return df
 
 

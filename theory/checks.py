@@ -15,6 +15,7 @@ from scipy.optimize import minimize_scalar
 
 from . import bounds, multioutput as mo, staircase as sc
 from .interpolation import closed_form_interpolation_norm, lp_interpolate, lp_min_norm
+from .related import related_checks
 from .norms import (eval_net, fn_norm, fn_norm_of_net, net_from_pwl, path_norm, pwl_from_slopes,
                     relu_net_to_pwl, rescale_net, weight_norm)
 from .trained import FitConfig, FitProblem, fit_relu_nets
@@ -240,4 +241,6 @@ def run_checks(quick: bool = False, seed: int = 0) -> list[dict]:
     recs.append(_rec("multioutput_shared", "d=3, shared hidden units, band h/2-margin: min sum ||a_j|| |w_j| = ||s||_2; "
                      "trained: vector-output band hinge", float(s_sh), None, fits[4].path_norm, tol_trained=tol_t,
                      standard_shared=mo.multi_standard_min_norm(K, H, DM, LM, v)))
+    # related fine-tuning methods (SMART, linearized fine-tuning, RadReg): theory/related.py
+    recs += related_checks(rng, quick, _rec, _worst_rec)
     return recs

@@ -30,7 +30,7 @@ import numpy as np
 from composedft.config import ConfigError
 from composedft.runs import RunDir
 
-__all__ = ["ReluConfig", "PRESETS", "AXES", "AXIS_COLUMNS", "Setting", "validate", "base_setting"]
+__all__ = ["ReluConfig", "PRESETS", "AXES", "AXIS_COLUMNS", "DENOISER_REGS", "Setting", "validate", "base_setting"]
 
 # sweep axis name -> (config field holding the values, setting field it varies)
 AXES: dict[str, tuple[str, str]] = {
@@ -43,7 +43,10 @@ AXES: dict[str, tuple[str, str]] = {
     "weight_decay": ("sweep_wd", "weight_decay"),
 }
 
-# the result columns that identify a setting (one per axis)
+# denoiser pre-training variants of the ``denoiser_reg`` axis (a categorical axis, run at the base setting)
+DENOISER_REGS: tuple[str, ...] = ("none", "radreg")
+
+# the result columns that identify a setting (one per numeric axis)
 AXIS_COLUMNS: tuple[str, ...] = tuple(attr for _, attr in AXES.values())
 
 
@@ -104,6 +107,15 @@ class ReluConfig:
     pack_rows: int = 256              # consecutive axes share one batched computation up to this many trained rows
     curve_points: int = 600           # grid size of the saved Figure-1 curves
     record_every: int = 1000          # steps between trajectory records (R(f), objective); 0 = off
+    # ---- related methods (docs/related-methods.md §5) ------------------------------------------
+    smart_eps: float = 0.05           # SMART's l_inf radius on the scalar input (sigma = eps/10, eta = eps)
+    smart_lambda: float = 1.0         # lambda_s, weight of SMART's smoothness term
+    smart_mu: float = 1.0             # mu, weight of the Bregman proximal term (EMA anchor)
+    n_groups: int = 8                 # k-shot grouping: groups of hidden units (= width: plain fine-tuning)
+    sweep_denoiser_reg: tuple[str, ...] = ()  # denoiser pre-training: "none" and/or "radreg" (base setting)
+    radreg_weight: float = 0.01       # lambda of RadReg's Rademacher penalty in the denoiser's pre-training
+    radreg_draws: int = 8             # sign vectors per pre-training step
+    radreg_inputs: int = 64           # unlabeled downstream inputs (uniform on the labeled intervals)
     threads: int = 2                  # torch threads (0 = torch default); results do not depend on it
 
 
@@ -135,6 +147,15 @@ def validate(cfg: ReluConfig) -> ReluConfig:
         raise ConfigError("field 'record_every': must be >= 0 (0 turns recording off)")
     if cfg.pack_rows < 1:
         raise ConfigError("field 'pack_rows': must be >= 1")
+    bad = sorted(set(cfg.sweep_denoiser_reg) - set(DENOISER_REGS))
+    if bad:
+        raise ConfigError(f"field 'sweep_denoiser_reg': unknown value(s) {bad} (choose from {list(DENOISER_REGS)})")
+    for name in ("smart_eps", "radreg_draws", "radreg_inputs", "n_groups"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"field '{name}': must be > 0, got {getattr(cfg, name)}")
+    for name in ("smart_lambda", "smart_mu", "radreg_weight"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"field '{name}': must be >= 0, got {getattr(cfg, name)}")
     _check_methods(cfg)
     return cfg
 
@@ -143,6 +164,7 @@ def _check_methods(cfg: ReluConfig) -> None:
     """Every method is in the core registry, and this study implements what it trains."""
     from composedft.methods import get_method, training_phases
     from . import methods as relu_methods  # registers the study's own methods and objectives
+    from . import related  # noqa: F401  (registers the related methods; late import: it needs this module)
 
     for name in cfg.methods:
         try:
@@ -164,7 +186,12 @@ PRESETS: dict[str, ReluConfig] = {
     # regularization path, 3 seeds; composed_scratch and the width axis only in `full`
     "quick": ReluConfig(seeds=3, methods=("direct", "standard", "composed", "posthoc"),
                         sweep_n=(8, 16, 32, 64), sweep_k=(4, 6, 8), sweep_delta=(0.125, 0.25, 0.5),
-                        sweep_sigma=(0.1, 0.2, 0.4), sweep_lam=(0.0, 0.1, 1.0), sweep_wd=(5e-4, 2e-3, 1e-2)),
+                        sweep_sigma=(0.1, 0.2, 0.4), sweep_lam=(0.0, 0.1, 1.0), sweep_wd=(5e-4, 2e-3, 1e-2),
+                        sweep_denoiser_reg=("none", "radreg")),
+    # the related methods (docs/related-methods.md) against standard and composed across k and delta,
+    # with the RadReg-pre-trained denoiser at the base setting; 5 seeds
+    "related": ReluConfig(seeds=5, methods=("standard", "composed", "posthoc", "smart", "linearized", "grouped"),
+                          sweep_k=(4, 6, 8), sweep_delta=(0.125, 0.25, 0.5), sweep_denoiser_reg=("none", "radreg")),
     # the reported sweep: 12 seeds, finer axes, every method
     "full": ReluConfig(seeds=12, denoiser_steps=500,
                        sweep_n=(8, 16, 32, 64, 128, 256), sweep_k=(4, 6, 8, 10, 12),
@@ -185,12 +212,18 @@ class Setting:
     lam: float
     width: int
     weight_decay: float
+    denoiser_reg: str = "none"
 
     @classmethod
     def base(cls, cfg: ReluConfig) -> "Setting":
         return cls(cfg.n_train, cfg.k, cfg.delta, cfg.sigma, cfg.lam, cfg.width, cfg.weight_decay)
 
     def key(self) -> tuple:
-        """Hashable identity used for resume (floats as repr strings, stable across CSV round trips)."""
-        return (int(self.n_train), int(self.k), repr(float(self.delta)), repr(float(self.sigma)),
-                repr(float(self.lam)), int(self.width), repr(float(self.weight_decay)))
+        """Hashable identity used for resume (floats as repr strings, stable across CSV round trips).
+
+        The key also seeds the random inits, so the default pre-training adds nothing to it: the
+        ``denoiser_reg = none`` rows keep the seeds (and numbers) they had before the axis existed.
+        """
+        key = (int(self.n_train), int(self.k), repr(float(self.delta)), repr(float(self.sigma)),
+               repr(float(self.lam)), int(self.width), repr(float(self.weight_decay)))
+        return key if self.denoiser_reg == "none" else key + (str(self.denoiser_reg),)

@@ -23,7 +23,7 @@ from composedft.io import DataFileError, read_csv
 from composedft.runs import RunDir
 from composedft.stats import mean_ci
 
-from .config import AXIS_COLUMNS, base_setting
+from .config import AXIS_COLUMNS, DENOISER_REGS, base_setting
 
 __all__ = ["load_rows", "table", "claims", "main"]
 
@@ -35,7 +35,8 @@ def load_rows(run_dir: str | Path) -> list[dict]:
     path = RunDir(run_dir, create=False).results_path
     if not path.exists():
         raise DataFileError(f"{path}: not found (run python -m simulations.relu --out {run_dir} first)")
-    rows = read_csv(path)
+    # RadReg-pre-trained rows (the denoiser_reg axis) share the base setting's axis values: leave them out
+    rows = [r for r in read_csv(path) if r.get("denoiser_reg") not in DENOISER_REGS[1:]]
     if not rows:
         raise DataFileError(f"{path}: no result rows")
     need = {"method", "seed", "fn_norm", "id_err", "ood_err", "theory_standard", "theory_composed", *AXIS_COLUMNS}

@@ -27,21 +27,21 @@ from composedft.runs import RunDir
 from composedft.seeding import derive_seed
 from theory import staircase as theory_staircase
 
-from . import metrics, models, train
+from . import metrics, models, related, train
 from .config import AXES, ReluConfig, Setting
 from .methods import objective_of
-from .task import Staircase, make_task_data
+from .task import Staircase, make_task_data, sample_intervals
 
 __all__ = ["plan", "run_group", "run_sweep", "COLUMNS", "TRAJ_COLUMNS"]
 
 # the training trajectory: R(f) and the regularized objective every ``record_every`` steps
 TRAJ_COLUMNS = ["method", "seed", "n_train", "k", "delta", "sigma", "lam", "width", "weight_decay",
-                "step", "fn_norm", "objective"]
+                "denoiser_reg", "step", "fn_norm", "objective"]
 
 COLUMNS = ["method", "seed", "n_train", "k", "k_train", "delta", "sigma", "lam", "width",
            "weight_decay", "steps", "composed_init", "weight_norm", "path_norm", "fn_norm",
            "id_mse", "id_err", "ood_mse", "ood_err", "train_loss", "train_objective", "denoiser_mse", "denoiser_err", "denoiser_fn_norm",
-           "theory_standard", "theory_composed"]
+           "theory_standard", "theory_composed", "denoiser_reg", "lin_gap", "kernel_dist", "lin_jump"]
 
 
 def plan(cfg: ReluConfig) -> list[tuple[str, list[Setting]]]:
@@ -59,6 +59,9 @@ def plan(cfg: ReluConfig) -> list[tuple[str, list[Setting]]]:
             groups.append((axis, fresh))
     if not groups:
         groups.append(("base", [base]))
+    regs = [dataclasses.replace(base, denoiser_reg=v) for v in cfg.sweep_denoiser_reg if v != "none"]
+    if regs:  # the categorical axis: the base setting with each non-default denoiser pre-training
+        groups.append(("denoiser_reg", regs))
     return groups
 
 
@@ -81,33 +84,64 @@ def _stack_rows(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, mask
 
 
+def _den_key(j: _Job) -> tuple:
+    """Denoisers are shared by jobs with the same (k, sigma, width, seed); RadReg's also need the
+    same downstream inputs, i.e. the same gap delta."""
+    key = (j.setting.k, repr(j.setting.sigma), j.setting.width, j.seed)
+    return key if j.setting.denoiser_reg == "none" else key + (j.setting.denoiser_reg, repr(j.setting.delta))
+
+
 def _pretrain_denoisers(cfg: ReluConfig, jobs: list[_Job], m: int) -> tuple[dict, list[int], dict]:
-    """One denoiser per distinct (k, sigma, width, seed); returns the stack, each job's row, errors."""
-    keys, index = [], {}
+    """One denoiser per distinct ``_den_key``; returns the stack, each job's row, errors.
+
+    Plain and RadReg denoisers are pre-trained in separate computations, so adding the
+    ``denoiser_reg`` axis leaves the plain denoisers exactly as they were.
+    """
+    plain = [j for j in jobs if j.setting.denoiser_reg == "none"]
+    reg = [j for j in jobs if j.setting.denoiser_reg != "none"]
+    parts = [_pretrain_kind(cfg, part, m) for part in (plain, reg) if part]
+    den = models.stack([p[0] for p in parts])
+    index, errs, offset = {}, {}, 0
+    for d, idx, err in parts:
+        index.update({k: r + offset for k, r in idx.items()})
+        errs.update({r + offset: e for r, e in err.items()})
+        offset += len(d["c"])
+    return den, [index[_den_key(j)] for j in jobs], errs
+
+
+def _pretrain_kind(cfg: ReluConfig, jobs: list[_Job], m: int) -> tuple[dict, dict, dict]:
+    """Pre-train the distinct denoisers of ``jobs`` (all plain or all RadReg) in one computation."""
+    keys, index, first = [], {}, {}
     for j in jobs:
-        key = (j.setting.k, repr(j.setting.sigma), j.setting.width, j.seed)
+        key = _den_key(j)
         if key not in index:
             index[key] = len(keys)
             keys.append(key)
+            first[key] = j
     noisy, clean, tn, tc = [], [], [], []
-    for k, sigma, width, seed in keys:
+    for k, sigma, width, seed, *_ in keys:
         a, b = train.denoiser_data(k, cfg.h, float(sigma), cfg.n_unlabeled, derive_seed(seed, "denoiser", k, sigma, width))
         c, d = train.denoiser_data(k, cfg.h, float(sigma), cfg.n_test, derive_seed(seed, "denoiser-test", k, sigma, width))
         noisy.append(a), clean.append(b), tn.append(c), tc.append(d)
     noisy, clean = torch.as_tensor(np.array(noisy)), torch.as_tensor(np.array(clean))
     lo = np.array([-0.5 * cfg.h] * len(keys))
     hi = np.array([(k - 0.5) * cfg.h for k, *_ in keys])
-    den = train.knot_grid_fit(noisy, clean, [w for _, _, w, _ in keys], m, lo, hi)
+    den = train.knot_grid_fit(noisy, clean, [key[2] for key in keys], m, lo, hi)
+    radreg = None
+    if jobs[0].setting.denoiser_reg == "radreg":
+        inputs = [sample_intervals(first[key].stair, range(first[key].stair.k_train), cfg.radreg_inputs,
+                                   np.random.default_rng(derive_seed(key[3], "radreg-inputs", *key)))[0]
+                  for key in keys]
+        radreg = (torch.as_tensor(np.array(inputs)), cfg.radreg_weight, cfg.radreg_draws)
     if cfg.denoiser_steps > 0:
         den = train.train_denoisers(den, noisy, clean, steps=cfg.denoiser_steps, batch=cfg.denoiser_batch,
-                                    lr=cfg.denoiser_lr, seed=derive_seed(0, "denoiser-batches"))
+                                    lr=cfg.denoiser_lr, seed=derive_seed(0, "denoiser-batches"), radreg=radreg)
     with torch.no_grad():
         out = models.forward(den, torch.as_tensor(np.array(tn))).numpy()
     errs = {}
     for r, (k, *_rest) in enumerate(keys):
         errs[r] = metrics.prediction_errors(out[r], tc[r], cfg.h, k)
-    rows = [index[(j.setting.k, repr(j.setting.sigma), j.setting.width, j.seed)] for j in jobs]
-    return den, rows, errs
+    return den, index, errs
 
 
 def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
@@ -138,8 +172,9 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
     final_obj: dict[str, np.ndarray] = {}
     traj: list[dict] = []
     wd = torch.tensor([j.setting.weight_decay for j in jobs], dtype=models.DTYPE)
+    init_params: dict[str, dict] = {}
     for phase in training_phases(names, cfg):
-        parts, std_w, comp_w, regs = [], [], [], []
+        parts, std_w, comp_w, regs, grad_hooks, step_hooks = [], [], [], [], [], []
         for i, name in enumerate(phase):
             init, obj = resolve_init(name, cfg), objective_of(name)
             if init == "random":
@@ -151,14 +186,23 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
                 parts.append(models.clone(den))
             else:
                 parts.append(models.clone(trained[init]))
+            init_params[name] = parts[-1]
             std_w += [obj.std_weight(cfg, j.setting) for j in jobs]
             comp_w += [obj.comp_weight(cfg, j.setting) for j in jobs]
+            rows_i = torch.arange(i * len(jobs), (i + 1) * len(jobs))
             if obj.regularizer is not None:
-                regs.append((torch.arange(i * len(jobs), (i + 1) * len(jobs)), obj.regularizer))
+                regs.append((rows_i, obj.regularizer))
+            hooks = related.hooks_for(get_method(name).objective, cfg, rows_i, parts[-1], x, y, mask,
+                                      [derive_seed(j.seed, name, *j.setting.key()) for j in jobs])
+            if hooks is not None:
+                if hooks.regularizer is not None:
+                    regs.append((rows_i, hooks.regularizer))
+                grad_hooks += [hooks.grad_hook] if hooks.grad_hook is not None else []
+                step_hooks += [hooks.step_hook] if hooks.step_hook is not None else []
         reps = len(phase)
         batch = train.Batch(x.repeat(reps, 1), y.repeat(reps, 1), mask.repeat(reps, 1),
                             torch.tensor(std_w, dtype=models.DTYPE), torch.tensor(comp_w, dtype=models.DTYPE),
-                            models.stack([den] * reps), regs)
+                            models.stack([den] * reps), regs, grad_hooks, step_hooks)
         records: list[tuple[int, np.ndarray, np.ndarray]] = []
         p, loss, obj = train.train_stack(
             models.stack(parts), batch, steps=cfg.steps, lr=cfg.lr, weight_decay=wd.repeat(reps),
@@ -167,6 +211,10 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
         for i, name in enumerate(phase):
             rows = list(range(i * len(jobs), (i + 1) * len(jobs)))
             trained[name], final_loss[name], final_obj[name] = models.select(p, rows), loss[rows], obj[rows]
+            if name == "linearized":  # its data loss is carried by its hook: report it as the data loss
+                with torch.no_grad():
+                    f_lin = related.predict(get_method(name).objective, trained[name], init_params[name], x)
+                final_loss[name] = train._masked_mean((f_lin - y) ** 2, mask).numpy().copy()
             for s, j in enumerate(jobs):
                 ident = {"method": name, "seed": j.seed, **dataclasses.asdict(j.setting)}
                 traj += [ident | {"step": step, "fn_norm": float(R[rows[s]]), "objective": float(o[rows[s]])}
@@ -179,10 +227,14 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
     for name in names:
         meth = get_method(name)
         src = meth.reuse or name
+        src_obj = get_method(src).objective  # what src trained decides what its f is (f or f_lin)
         p = trained[src]
-        nrm = metrics.stack_norms(p)
+        net, jump = related.norm_params(src_obj, p, init_params[src])
+        nrm = metrics.stack_norms(net)
+        gaps, kdist = metrics.kernel_regime(p, init_params[src], x, mask, lambda q, xx: related.predict(src_obj, q, init_params[src], xx),
+                                            linear=src_obj == "linearized")
         with torch.no_grad():
-            preds = [models.forward(p, xx) for xx in (x_id, x_ood)]
+            preds = [related.predict(src_obj, p, init_params[src], xx) for xx in (x_id, x_ood)]
             if meth.predict_with_denoiser:
                 preds = [models.forward(den, q) for q in preds]
         pid, pood = (q.numpy() for q in preds)
@@ -202,6 +254,8 @@ def run_group(cfg: ReluConfig, settings: list[Setting], seeds: list[int],
                 "denoiser_mse": dm, "denoiser_err": de, "denoiser_fn_norm": den_fn_norm[s],
                 "theory_standard": theory_staircase.standard_min_norm(ktr, cfg.h, st.delta, cfg.interval_len),
                 "theory_composed": theory_staircase.composed_min_norm(ktr, cfg.h, st.delta, cfg.interval_len),
+                "denoiser_reg": st.denoiser_reg, "lin_gap": float(gaps[s]), "kernel_dist": float(kdist[s]),
+                "lin_jump": float(jump[s]),
             })
     curves = None
     if curve_job is not None:
@@ -237,7 +291,8 @@ def done_keys(path: Path, n_expected: int) -> set[tuple]:
     counts: dict[tuple, int] = {}
     for r in read_csv(path):
         key = Setting(int(r["n_train"]), int(r["k"]), float(r["delta"]), float(r["sigma"]),
-                      float(r["lam"]), int(r["width"]), float(r["weight_decay"])).key()
+                      float(r["lam"]), int(r["width"]), float(r["weight_decay"]),
+                      r.get("denoiser_reg") or "none").key()
         counts[key] = counts.get(key, 0) + 1
     return {k for k, c in counts.items() if c >= n_expected}
 
@@ -280,7 +335,8 @@ def run_sweep(cfg: ReluConfig, out: Path, *, log: Callable[[str], None] = print,
 
 
 def _row_key(r: dict) -> tuple:
-    return Setting(r["n_train"], r["k"], r["delta"], r["sigma"], r["lam"], r["width"], r["weight_decay"]).key()
+    return Setting(r["n_train"], r["k"], r["delta"], r["sigma"], r["lam"], r["width"], r["weight_decay"],
+                   r.get("denoiser_reg") or "none").key()
 
 
 def _packs(pending: list[tuple[str, list[Setting]]], rows_per_setting: int, budget: int

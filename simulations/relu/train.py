@@ -21,6 +21,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from composedft.radreg import rademacher_signs, radreg_penalty
+
 from . import models
 
 __all__ = ["Batch", "objective", "train_stack", "denoiser_data", "knot_grid_fit", "train_denoisers"]
@@ -35,6 +37,8 @@ class Batch:
         std_w, comp_w: [S] weights of the standard and composed terms.
         denoiser: stacked frozen denoiser parameters for every row ([S, m]; ignored where comp_w=0).
         regularizers: (row indices, fn(params_of_rows, x_rows, mask_rows) -> [len(rows)]) pairs.
+        grad_hooks: fn(params) called after backward and before each Adam step (may edit .grad).
+        step_hooks: fn(step, steps, params) called after each Adam step (e.g. an EMA anchor).
     """
 
     x: torch.Tensor
@@ -44,6 +48,8 @@ class Batch:
     comp_w: torch.Tensor
     denoiser: Optional[dict] = None
     regularizers: Sequence[tuple[torch.Tensor, Callable]] = ()
+    grad_hooks: Sequence[Callable[[dict], None]] = ()
+    step_hooks: Sequence[Callable[[int, int, dict], None]] = ()
 
 
 def _masked_mean(err2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -103,7 +109,12 @@ def train_stack(p: dict, batch: Batch, *, steps: int, lr: float, weight_decay: f
         if record and step % record_every == 0:  # the objective at the parameters of this step
             on_record(step, {k: v.detach() for k, v in p.items()}, total.detach().numpy().copy())
         total.sum().backward()
+        with torch.no_grad():
+            for hook in batch.grad_hooks:
+                hook(p)
         opt.step()
+        for hook in batch.step_hooks:
+            hook(step, steps, p)
         sched.step()
     with torch.no_grad():
         data, total = objective(p, batch, weight_decay)
@@ -151,23 +162,34 @@ def knot_grid_fit(noisy: torch.Tensor, clean: torch.Tensor, widths: Sequence[int
 
 
 def train_denoisers(p: dict, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int, batch: int,
-                    lr: float, seed: int) -> dict:
+                    lr: float, seed: int, radreg: Optional[tuple[torch.Tensor, float, int]] = None) -> dict:
     """Pre-train S denoisers Pi: corrupted valid output -> clean valid output (MSE, Adam).
 
     Every row has its own fixed pre-training set (``noisy``/``clean`` of shape [S, n]); all rows
     use the same minibatch positions each step, drawn from ``seed`` and the step only, so a
     denoiser does not depend on which others share the stack.
+
+    ``radreg = (inputs [S, n_u], weight, draws)`` adds RadReg's penalty weight * R̂ of each row's
+    hidden layer relu(w z + b) on its unlabeled downstream inputs (linear heads, B = 1, ``draws``
+    fresh sign vectors per step, the same for every row; docs/related-methods.md §2).
     """
     p = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
     opt = torch.optim.Adam(list(p.values()), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     g = torch.Generator().manual_seed(int(seed))
     n = noisy.shape[1]
+    sign_gen = torch.Generator().manual_seed(int(seed) + 1)  # its own stream: the batches stay as without RadReg
     for _ in range(steps):
         idx = torch.randint(0, n, (min(batch, n),), generator=g)
         opt.zero_grad(set_to_none=True)
         out = models.forward(p, noisy[:, idx])
-        ((out - clean[:, idx]) ** 2).mean(1).sum().backward()
+        loss = ((out - clean[:, idx]) ** 2).mean(1).sum()
+        if radreg is not None:
+            inputs, weight, draws = radreg
+            signs = rademacher_signs(draws, inputs.shape[1], sign_gen)
+            feats = torch.relu(inputs.unsqueeze(-1) * p["w"].unsqueeze(1) + p["b"].unsqueeze(1))  # [S, n_u, m]
+            loss = loss + sum(radreg_penalty(feats[s], weight, signs) for s in range(len(feats)))
+        loss.backward()
         opt.step()
         sched.step()
     return {k: v.detach() for k, v in p.items()}
