@@ -10,6 +10,7 @@ import sys
 
 SUBCOMMANDS: dict[str, str] = {
     "relu": "figures.relu",
+    "fonts": "figures.fonts",
 }
 
 
