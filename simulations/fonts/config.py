@@ -103,8 +103,9 @@ PRESETS: dict[str, FontsConfig] = {
                          font_emb=8, denoiser_steps=20, denoiser_batch=16, steps=30, batch_size=16,
                          eval_every=10, ckpt_every=10, lr=1e-3, n_figure=4),
     # a few minutes on one CPU thread with matplotlib's ~22 usable text faces
-    "default": FontsConfig(unet_width=16, denoiser_steps=1500, denoiser_lr=1e-3, denoiser_batch=64,
-                           gen_widths=(128, 256, 512, 1024), steps=1500, lr=1e-3, batch_size=64,
+    # (U-Net width 16, 4 hidden layers, 1000 steps each: docs/fonts.md §5)
+    "default": FontsConfig(unet_width=16, denoiser_steps=1000, denoiser_lr=1e-3, denoiser_batch=64,
+                           gen_widths=(128, 256, 512, 1024), steps=1000, lr=1e-3, batch_size=64,
                            eval_every=100, ckpt_every=100),
     # the paper's sizes (GPU): 100 labeled fonts from --font_dirs, the rest unlabeled
     "paper": _PAPER,
