@@ -161,3 +161,11 @@ def test_a_folder_of_another_config_is_not_resumed(tmp_path, font_cache, capsys)
     assert main(smoke_args(out, font_cache, "--methods=direct")) == 0
     assert main(smoke_args(out, font_cache, "--methods=direct", "--lr=0.5")) == 2
     assert "lr=0.001" in capsys.readouterr().err
+
+
+def test_help_lists_every_field_with_the_preset_value(capsys):
+    assert main(["--preset", "paper", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--n_labeled_fonts=100" in out and "--unet_width=64" in out and "--font_dirs=" in out
+    assert main(["--preset", "nope", "--out", "x"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
