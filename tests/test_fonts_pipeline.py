@@ -154,6 +154,8 @@ def test_bad_input_is_refused_with_a_message(tmp_path, font_cache, capsys):
     assert main(smoke_args(tmp_path / "r", font_cache, "--font_dirs=/no/such/folder")) == 2
     assert "/no/such/folder" in capsys.readouterr().err
     assert main(["--preset", "smoke"]) == 2 and "--out is required" in capsys.readouterr().err
+    assert main(["--preset", "paper", "--out", str(tmp_path / "p"), f"--cache_dir={font_cache}"]) == 2
+    assert "needs --font_dirs" in capsys.readouterr().err
 
 
 def test_a_folder_of_another_config_is_not_resumed(tmp_path, font_cache, capsys):

@@ -77,6 +77,9 @@ def find_font_files(cfg: FontsConfig) -> list[Path]:
     Raises:
         FileNotFoundError: a folder of ``font_dirs`` does not exist (the message names it).
     """
+    if not cfg.matplotlib_fonts and not cfg.font_dirs:
+        raise ValueError("no fonts to read: matplotlib_fonts is false and font_dirs is empty "
+                         "(the paper preset needs --font_dirs=DIR[,DIR...])")
     dirs: list[Path] = []
     if cfg.matplotlib_fonts:
         import matplotlib
@@ -203,7 +206,8 @@ def load_fonts(cfg: FontsConfig, files: Sequence[Path] | None = None) -> FontDat
     """Render (or read from the cache) every font file; skip unusable ones with a note.
 
     Raises:
-        ValueError: fewer usable fonts than ``n_labeled_fonts + 1`` (the message lists the notes).
+        ValueError: no font source, or fewer usable fonts than ``n_labeled_fonts + 1`` (the
+            message lists the notes).
     """
     files = find_font_files(cfg) if files is None else [Path(f) for f in files]
     paths, images, notes, seen = [], [], [], set()
