@@ -15,6 +15,7 @@ finished stage is not trained again.
 from __future__ import annotations
 
 import functools
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -210,7 +211,6 @@ def evaluate(cfg: FontsConfig, data: Tensors, denoiser: UNet, trained: dict[str,
             if split == "test":
                 samples[name] = pred[sample_idx].numpy()
     atomic_write_csv(out_dir / "results.csv", rows, RESULT_FIELDS)
-    import io
     buf = io.BytesIO()
     np.savez_compressed(buf, chars=np.array(list(CHARS)), **samples)
     atomic_write_bytes(out_dir / "samples.npz", buf.getvalue())
