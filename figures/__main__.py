@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "relu": "figures.relu",
     "related": "figures.related",
+    "fonts": "figures.fonts",
 }
 
 
