@@ -215,7 +215,10 @@ class Seq2SeqTransformer(nn.Module):
     # ---- incremental decoding ---------------------------------------------------------------
     def init_cache(self, src: torch.Tensor) -> KVCache:
         """Encode once and precompute every layer's cross-attention keys/values."""
-        memory, mask = self.encode(src)
+        return self.cache_from_memory(*self.encode(src))
+
+    def cache_from_memory(self, memory: torch.Tensor, mask: torch.Tensor) -> KVCache:
+        """A fresh cache for an encoded batch (lets K samples per source share one encoder pass)."""
         cross = [layer.cross_attn.project_kv(memory) for layer in self.dec_layers]
         return KVCache(cross=cross, self_kv=[None] * len(self.dec_layers), src_mask=mask, pos=0)
 

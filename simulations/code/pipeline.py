@@ -3,7 +3,7 @@
 Stages (each resumable; all write into one run folder ``--out DIR``):
 
 1. ``data``      labeled / val / ID test / OOD test examples and denoiser pairs -> ``data/``
-2. ``vocab``     joint src+tgt vocabulary -> ``vocab.json`` (so Π can initialise f)
+2. ``vocab``     joint src+tgt tokenizer (BPE) -> ``tokenizer.model``, ``tokenizer.json`` (<unk> rates)
 3. ``denoiser``  Π pre-trained on (corrupt(y), y)                      -> ``models/denoiser.pt``
 4. ``direct``    f from random init on labeled data                    -> ``models/direct.pt``
 5. ``standard``  f initialised from Π, all weights fine-tuned          -> ``models/standard.pt``

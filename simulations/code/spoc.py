@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataFormatError, Example, TestCase
+from .examples import DataFormatError, Example, TestCase
 from .tokenizer import lex_cpp, pseudo_tokenize
 
 __all__ = ["SpocLine", "SpocProgram", "read_spoc_tsv", "parse_testcases", "format_src",
