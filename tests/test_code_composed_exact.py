@@ -3,8 +3,8 @@
 Vocabulary: <pad> <bos> <eos> <unk> a (5 ids); sample cap 2 sampled tokens. The sampler's
 support is then the 3 sequences  <eos> | a <eos> | a a  (the last cut at the cap, with the forced
 <eos>). With B = 2 inputs and K = 2 samples each, all 3**4 joint sample tuples are enumerated; the expected gradient of ``composed_loss_from_samples`` under the
-sampler's distribution q (computed independently here, step by step from ``decode_step`` with
-<pad> <bos> <unk> masked) is compared with the gradient of the true objective
+sampler's distribution q (computed independently here from f's forward with <pad> <bos> <unk>
+masked) is compared with the gradient of the true objective
 
     J(θ) = −scale · mean_i Σ_ŷ q_θ(ŷ | x_i) log p_Π(y_i | ŷ)  +  λ · NLL_f(y | x)
 
@@ -47,16 +47,13 @@ def _setup():
 
 
 def _seq_prob(f, src_row: torch.Tensor, seq: tuple[int, ...]) -> torch.Tensor:
-    """q_f(seq | x) from decode_step, one token at a time, <pad> <bos> <unk> masked; the forced
-    <eos> after CAP sampled tokens is not sampled (probability 1)."""
-    cache = f.init_cache(src_row[None])
-    tok, p = torch.tensor([BOS]), torch.ones((), dtype=torch.float64)
-    for t, s in enumerate(seq[:CAP]):
-        logits = f.decode_step(tok, cache)[0].clone()
-        logits[[PAD, BOS, UNK]] = -float("inf")
-        p = p * torch.softmax(logits, -1)[s]
-        tok = torch.tensor([s])
-    return p
+    """q_f(seq | x): f's per-position softmax with <pad> <bos> <unk> masked, multiplied along the
+    sampled tokens; the forced <eos> after CAP sampled tokens is not sampled (probability 1)."""
+    toks = list(seq[:CAP])
+    logits = f(src_row[None], torch.tensor([[BOS] + toks[:-1]]))[0].clone()
+    logits[:, [PAD, BOS, UNK]] = -float("inf")
+    probs = torch.softmax(logits, -1)
+    return torch.stack([probs[t, s] for t, s in enumerate(toks)]).prod()
 
 
 def _pad(rows):

@@ -106,6 +106,9 @@ def _sanstype_data(cfg: CodeConfig):
     from . import corrupt, sanstype
     from .sanstype_cases import generate
     gen = sanstype.REFERENCE  # the shared train files follow the released generator's distribution
+    given = {split: (_subsample(user_split(cfg, f"test_{split}"), getattr(cfg, f"n_test_{split}"), cfg.seed,
+                                f"test_{split}"), getattr(cfg, f"test_{split}"))
+             for split in ("id", "ood") if getattr(cfg, f"test_{split}")}  # read first: a bad file fails fast
     root = _data_dir(cfg)
     shared = root / "sanstype" if root is not None else None
     if shared is not None and (shared / "train.src").exists():
@@ -116,12 +119,10 @@ def _sanstype_data(cfg: CodeConfig):
         train = generate(cfg.n_labeled, derive_seed(cfg.seed, "train"), id_prefix="train-", cfg=gen)
         val = generate(cfg.n_val, derive_seed(cfg.seed, "val"), id_prefix="val-", cfg=gen)
         source = "generated"
-    tests = {}
+    tests = dict(given)
     for split, ood in (("id", False), ("ood", True)):
-        field, n = f"test_{split}", getattr(cfg, f"n_test_{split}")
-        if getattr(cfg, field):
-            tests[split] = (_subsample(user_split(cfg, field), n, cfg.seed, field), getattr(cfg, field))
-        else:
+        if split not in tests:
+            field, n = f"test_{split}", getattr(cfg, f"n_test_{split}")
             tests[split] = (generate(n, derive_seed(cfg.seed, field), ood=ood, id_prefix=f"{split}-", cfg=gen),
                             "generated (reference generator" + (", OOD templates)" if ood else ")"))
     unlabeled = sanstype.generate_programs(cfg.n_unlabeled, derive_seed(cfg.seed, "unlabeled"), cfg=gen)
