@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from simulations.code.decode import (BOS, EOS, PAD, beam_search, greedy_decode, max_len_from_data,
-                                     sample_sequences, strip_special)
+from composedft.sequence import sample as sample_sequences
+from simulations.code.decode import BOS, EOS, PAD, beam_search, greedy_decode, max_len_from_data, strip_special
 from simulations.code.model import ModelConfig, Seq2SeqTransformer, count_parameters
 
 

@@ -1,7 +1,7 @@
 """Configuration of the pseudocode-to-code pipeline: one frozen dataclass, three presets.
 
-Paper values come from ``../shared/docs/paper-notes.md`` §4.1 (SANSTYPE) and §4.2 (SPoC). The
-reference code counted epochs of fairseq batches of ``--max-tokens 4000 --update-freq 4``
+Paper values come from the paper (§4.1 SANSTYPE, §4.2 SPoC) and the released reference run scripts
+(docs/code-pipeline.md §6). The reference code counted epochs of fairseq batches of ``--max-tokens 4000 --update-freq 4``
 (~16k tokens, ~180 SANSTYPE programs per update); we count optimizer steps of ``batch_size``
 sequences, converted at that rate (e.g. SANSTYPE direct: 500 epochs x ~6 updates ~ 3000 steps).
 """

@@ -2,7 +2,7 @@
 
 An :class:`Example` is one (pseudocode, code) pair with its test cases. ``src`` and ``tgt`` are
 pre-tokenized strings: tokens separated by spaces, statements (SANSTYPE) or lines (SPoC) by
-`` $ ``; SPoC target lines carry ``~`` once per indent level (paper-notes §4.1, §4.2).
+`` $ ``; SPoC target lines carry ``~`` once per indent level (the reference data format; docs/code-pipeline.md §6).
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""Batched decoding: greedy (cached and uncached), sampling of K sequences, optional beam search.
+"""Batched decoding: greedy (cached and uncached) and optional beam search.
 
 Every function takes ``max_len`` explicitly: the pipeline derives it from the data
 (:func:`max_len_from_data`), so no fixed cap can cut gold programs (the reference capped at 200
-tokens, which made 52% of SPoC TestP gold programs impossible; paper-notes §4.2).
+tokens, shorter than many SPoC gold programs).
 
 Outputs are token tensors ``[B, T]`` without <bos>; a row ends with <eos> followed by <pad>, or
 (greedy, beam) runs to ``max_len`` without <eos> when the model never stops. The autoregressive
-loop and the sampler live in the core (:mod:`composedft.sequence`); beam search stays here.
+loop and the sampler (``composedft.sequence.sample``) live in the core; beam search stays here.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from composedft import sequence
 
 from .model import Seq2SeqTransformer
 
-__all__ = ["greedy_decode", "sample_sequences", "beam_search", "max_len_from_data", "strip_special",
+__all__ = ["greedy_decode", "beam_search", "max_len_from_data", "strip_special",
            "BOS", "EOS", "PAD"]
 
 PAD, BOS, EOS = 0, 1, 2
@@ -46,18 +46,6 @@ def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *,
             against; the encoder still runs once in both).
     """
     return sequence.greedy_decode(model, src, max_len, use_cache=use_cache)
-
-
-@torch.no_grad()
-def sample_sequences(model: Seq2SeqTransformer, src: torch.Tensor, k: int, max_len: int, *,
-                     generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-    """Draw ``k`` samples ŷ per input from the sampler's distribution (:func:`composedft.sequence.sample`):
-    f's softmax without ``<pad> <bos> <unk>``; a sample cut at ``max_len`` gets a final ``<eos>``.
-
-    Returns ``[B*k, T]``; rows ``i*k .. i*k+k-1`` are the samples of input ``i``. Runs in eval mode
-    (no dropout), the distribution whose log-probability the composed objective differentiates.
-    """
-    return sequence.sample(model, src, k, max_len, generator=generator, temperature=temperature)
 
 
 @torch.no_grad()

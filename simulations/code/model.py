@@ -1,7 +1,7 @@
 """Encoder-decoder Transformer for pseudocode -> code and for the code denoiser Π.
 
 nanoGPT-sized plain PyTorch: pre-norm blocks (fairseq's ``--encoder/decoder-normalize-before``,
-as in the reference runs, paper-notes §4.1), sinusoidal positions (so no position table caps the
+as in the reference runs), sinusoidal positions (so no position table caps the
 output length), ``F.scaled_dot_product_attention`` and an optional single embedding matrix shared
 by the encoder, the decoder and the output projection (``--share-all-embeddings``). Sharing one
 joint src+tgt vocabulary is what lets the denoiser (code -> code) initialise the base predictor

@@ -1,13 +1,13 @@
 """SANSTYPE generator: pseudocode that states every statement but no declared type -> C++.
 
-Follows paper-notes §4.1 (the reference ``Synthetic.create_example_type``): types int / bool /
+Follows the reference generator (``Synthetic.create_example_type``; docs/code-pipeline.md §6): types int / bool /
 string uniform; 1-3 initial variables, each initialized (``T v = x;`` or ``T v; v = x;``) or
 instantiated and read from stdin; one type-revealing operation per variable in shuffled order;
 1-4 extra lines (p = 0.8 an operation on a random variable, preceded with p = 0.1 by a
 ``max``/``min`` line when two ints exist; p = 0.2 a new initialized variable, at most 10); a
 print of every tracked variable. OOD uses unseen paraphrased templates for the same programs.
 
-Bugs of the reference generator fixed here (paper-notes §6 item 7); ``REFERENCE`` turns every
+Bugs of the reference generator fixed here; ``REFERENCE`` turns every
 fix off and reproduces the released files' distribution:
 
 * ``fix_negation``: the bool negation ``v = ! v ;`` ("set v to its negation;") is reachable; it
@@ -109,7 +109,7 @@ class _Program:
         self.emit(f"set {v} to {(x := self.value(t))}; ", f"{v} = {x} ;")
 
     def operate(self, v: str) -> None:
-        """One type-revealing operation on ``v`` (paper-notes §4.1)."""
+        """One type-revealing operation on ``v`` (as the reference generator)."""
         t, ood, k = self.vars[v], self.ood, int(self.rng.integers(3))
         if t == "int":
             c = self.value("int")

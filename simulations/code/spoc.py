@@ -1,7 +1,7 @@
 """SPoC reader: TSV rows to programs, full-program source/target formatting, test-case files.
 
 TSV columns (SPoC v1.1): ``text code workerid probid subid line indent``; a program starts at a
-row whose ``line`` is 0. Formatting follows paper-notes §4.2 (full-program translation):
+row whose ``line`` is 0. Formatting follows the reference code's full-program translation (docs/code-pipeline.md §6):
 
 * source: for each line with non-empty pseudocode, ``TAB<indent>`` then the pseudocode tokens
   then ``;``; lines joined with `` $ ``. Lines without pseudocode (``int main() {``, ``}``) are

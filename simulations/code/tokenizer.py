@@ -1,7 +1,5 @@
 """Tokenizers and the vocabulary for the code-translation tasks.
 
-* ``tokenize``: whitespace split of our pre-tokenized ``.src`` / ``.tgt`` strings (the format of
-  ``../shared/data/sanstype``; paper-notes §4.1, §4.2).
 * ``lex_cpp``: a regex C++ lexer in the spirit of the DeepFix ``C_Tokenizer`` the reference used,
   with two fixes that matter for detokenization: numbers are C++ pp-numbers (``1LL``, ``0x1F``,
   ``1e9`` stay one token; the DeepFix regex split ``1LL`` into ``1 LL``, which no longer compiles)
@@ -29,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIALS", "Vocab", "VocabError", "BPETokenizer", "tokenize", "lex_cpp",
+__all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIALS", "Vocab", "VocabError", "BPETokenizer", "lex_cpp",
            "pseudo_tokenize", "unk_rate"]
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -53,11 +51,6 @@ _CPP_TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-
-
-def tokenize(s: str) -> list[str]:
-    """Split a pre-tokenized ``.src`` / ``.tgt`` string on whitespace."""
-    return s.split()
 
 
 def lex_cpp(code: str) -> list[str]:
