@@ -122,6 +122,8 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if cfg.amp and device.type != "cuda":
+        print(f"note: amp=True has no effect on {device.type} (bf16 autocast is CUDA only; float32 here)", flush=True)
     dist = init_distributed(device)
     rd = RunDir(out)
     if dist.rank == 0:
