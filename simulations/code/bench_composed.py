@@ -7,7 +7,8 @@ same models (forward, backward and AdamW update). The standard step is the NLL o
 composed step samples K outputs per input from f, scores the gold under the frozen Π given each
 sample, and back-propagates the score-function surrogate plus λ·NLL
 (:func:`simulations.code.seq2seq_train.composed_loss`). With ``--run DIR`` the models are a
-finished run's ``standard.pt`` (f) and ``denoiser.pt`` (Π) and its tokenizer; otherwise the
+run's ``standard.pt`` (f; a copy of ``denoiser.pt`` until that stage has run) and ``denoiser.pt``
+(Π) and its tokenizer; otherwise the
 models are untrained (the worst case: untrained samples run to the length cap) and the BPE is
 trained on generated programs. Prints the median over ``--repeats`` steps after one warm-up; the
 last line is ``composed/standard step time: N.NNx``. See docs/code-pipeline.md §5.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from composedft.io import CheckpointError, load_checkpoint
 from composedft.seeding import derive_seed
 from composedft.sequence import ComposedSequence
 
@@ -33,16 +35,18 @@ from .sanstype import REFERENCE, generate_programs
 from .tokenizer import BPETokenizer, VocabError
 
 
-def _models(cfg, tok, run: Path | None) -> tuple[Seq2SeqTransformer, Seq2SeqTransformer]:
-    """(f, Π): a run's standard and denoiser weights, or fresh seeded models."""
+def _models(cfg, tok, run: Path | None) -> tuple[Seq2SeqTransformer, Seq2SeqTransformer, str]:
+    """(f, Π, what f is): a run's standard f (or, before that stage has run, a copy of its Π: the
+    paper's composed init) and its denoiser, or fresh seeded models."""
     torch.manual_seed(0)
     f = Seq2SeqTransformer(model_config(cfg, len(tok)))
     pi = Seq2SeqTransformer(model_config(cfg, len(tok), denoiser=True))
-    if run is not None:
-        from composedft.io import load_checkpoint
-        f.load_state_dict(load_checkpoint(run / "models" / "standard.pt")["model"])
-        pi.load_state_dict(load_checkpoint(run / "models" / "denoiser.pt")["model"])
-    return f, pi
+    if run is None:
+        return f, pi, "untrained f and Π"
+    pi.load_state_dict(load_checkpoint(run / "models" / "denoiser.pt")["model"])
+    std = run / "models" / "standard.pt"
+    f.load_state_dict(load_checkpoint(std if std.exists() else run / "models" / "denoiser.pt")["model"])
+    return f, pi, f"{'standard f' if std.exists() else 'f = copy of Π'} and Π from {run}"
 
 
 def _time_steps(step, repeats: int) -> float:
@@ -69,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tok = (BPETokenizer.load(run / "tokenizer.model") if run else
                BPETokenizer.train([e.src for e in progs] + [e.tgt for e in progs], cfg.vocab_size))
-    except VocabError as err:
+        f, pi, what = _models(cfg, tok, run)
+    except (VocabError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    f, pi = _models(cfg, tok, run)
     B = cfg.composed_batch_size
     batch_progs = progs[:B]
     corpus = T.encode_corpus(tok, [e.src for e in batch_progs], [e.tgt for e in batch_progs])
@@ -101,11 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t_std = _time_steps(standard, a.repeats)
         t_cmp = _time_steps(composed, a.repeats)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     gold = float((batch["tgt_out"] != 0).sum(1).float().mean())
-    print(f"preset {a.preset}, models {'from ' + str(run) if run else 'untrained'}, batch {B} inputs, "
+    print(f"preset {a.preset}, {what}, batch {B} inputs, "
           f"K={cfg.composed_k}, {a.threads} thread(s), vocab {len(tok)}")
     print(f"mean gold length {gold:.1f} tokens, mean sample length {statistics.mean(lens):.1f}, cap {cap}")
     print(f"standard step: {1000 * t_std:.1f} ms (median of {a.repeats})")
