@@ -102,9 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         lens.append(stats["sample_len"])
 
-    try:
-        t_std = _time_steps(standard, a.repeats)
-        t_cmp = _time_steps(composed, a.repeats)
+    t_std = _time_steps(standard, a.repeats)
+    t_cmp = _time_steps(composed, a.repeats)
     gold = float((batch["tgt_out"] != 0).sum(1).float().mean())
     print(f"preset {a.preset}, {what}, batch {B} inputs, "
           f"K={cfg.composed_k}, {a.threads} thread(s), vocab {len(tok)}")
