@@ -6,10 +6,10 @@ The loop itself (AdamW, inverse-sqrt schedule, checkpoints, resume, model select
 adapts them to token sequences:
 
 * :func:`nll_loss` — standard fine-tuning / direct / denoiser pre-training, −log p(y | x).
-* :func:`composed_loss` — composed fine-tuning of a :class:`composedft.compose.Composed`
-  (README §1): ``−E_ŷ~p_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the
-  score-function estimator with K samples and a leave-one-out baseline, Π under no-grad, pads
-  masked (:func:`composedft.estimators.composed_sequence_loss`).
+* :func:`composed_loss` — composed fine-tuning of a :class:`composedft.sequence.ComposedSequence`
+  (paper eq. 1): ``−E_ŷ~q_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the
+  score-function estimator with K samples from the core's masked sampler and a baseline, Π under
+  no-grad (:func:`composedft.estimators.composed_sequence_loss`; docs/code-pipeline.md §3).
 * :func:`fit` — the core loop plus, under ``torchrun``, gradient averaging over ranks.
 
 Batches are a pure function of (seed, step) (epoch permutations), so a resumed stage draws
