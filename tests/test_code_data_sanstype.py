@@ -9,7 +9,8 @@ import pytest
 
 from simulations.code.corrupt import corrupt_sanstype
 from simulations.code.data import default_data_dir, load_sanstype
-from simulations.code.sanstype import FIXED, REFERENCE, generate, generate_programs
+from simulations.code.sanstype import FIXED, REFERENCE, generate_programs
+from simulations.code.sanstype_cases import generate
 
 DATA = default_data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="../shared/data not found (set COMPOSEDFT_DATA)")

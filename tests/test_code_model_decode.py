@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from simulations.code.decode import (BOS, EOS, PAD, beam_search, greedy_decode, max_len_from_data,
-                                     sample_sequences, strip_special)
+from composedft.sequence import sample as sample_sequences
+from simulations.code.decode import BOS, EOS, PAD, beam_search, greedy_decode, max_len_from_data, strip_special
 from simulations.code.model import ModelConfig, Seq2SeqTransformer, count_parameters
 
 
@@ -75,14 +75,17 @@ def test_beam_one_equals_greedy_and_beam_not_worse():
 
 
 def test_sampling_matches_model_distribution():
-    """First sampled token frequencies match softmax(logits) (chi-square-level tolerance)."""
+    """First sampled token frequencies match the masked softmax (chi-square-level tolerance)."""
     model = _model(vocab=12)
     src = _src(B=1, vocab=12)
     k = 4000
     s = sample_sequences(model, src, k, 1, generator=torch.Generator().manual_seed(0))
     cache = model.init_cache(src)
-    p = torch.softmax(model.decode_step(torch.tensor([BOS]), cache), -1)[0].double()
+    logits = model.decode_step(torch.tensor([BOS]), cache)[0].double()
+    logits[[PAD, BOS, 3]] = -float("inf")  # <pad> <bos> <unk> are never sampled
+    p = torch.softmax(logits, -1)
     freq = torch.bincount(s[:, 0], minlength=12).double() / k
+    assert freq[PAD] == freq[BOS] == freq[3] == 0
     se = (p * (1 - p) / k).sqrt()
     assert bool(((freq - p).abs() <= 5 * se + 1e-3).all())
     # same generator seed, same samples; the model's train/eval mode is restored
@@ -99,6 +102,22 @@ def test_sample_rows_grouped_per_input_and_terminated():
     for row in s.tolist():  # after the first <eos> only padding
         if EOS in row:
             assert all(t == PAD for t in row[row.index(EOS) + 1:])
+
+
+def test_capped_samples_end_with_eos_and_specials_never_sampled():
+    """A sample cut at the cap gets <eos> (Π's input format); no row holds <pad>/<bos>/<unk> before it."""
+    model = _model(vocab=12)
+    with torch.no_grad():  # make <pad>, <bos>, <unk> and <eos> very likely under the full softmax
+        model.lm_head.weight.zero_()
+        model.dec_ln.bias.zero_()
+    src = _src(B=2, vocab=12)
+    s = sample_sequences(model, src, 50, 3, generator=torch.Generator().manual_seed(2))
+    assert s.size(1) <= 4
+    for row in s.tolist():
+        body = row[:row.index(EOS)]
+        assert EOS in row and not set(body) & {PAD, BOS, 3}
+    assert (s[:, :3] != EOS).all(1).any()  # some rows were capped, and got the forced <eos> at column 3
+    assert bool((s[(s[:, :3] != EOS).all(1), 3] == EOS).all())
 
 
 def test_shared_embeddings_are_one_matrix():

@@ -7,12 +7,14 @@ import torch
 
 from composedft.config import apply_overrides
 from composedft.io import CheckpointError, atomic_write_json, atomic_write_jsonl, load_checkpoint
+from composedft.runs import RunDir
 from simulations.code import context, pipeline, stage_data, stage_eval, stages
 from simulations.code.config import PRESETS
 from simulations.code.corrupt import corrupt_sanstype
 from simulations.code.data import Example, TestCase
 from simulations.code.decode import max_len_from_data
 from simulations.code.sanstype import generate_programs
+from simulations.code.tokenizer import BPETokenizer
 
 TINY = {"d_model": 16, "d_ff": 32, "n_layers": 1, "batch_size": 8, "composed_batch_size": 4, "composed_k": 2,
         "denoiser_steps": 3, "direct_steps": 3, "standard_steps": 3, "composed_steps": 2, "eval_every": 2,
@@ -73,19 +75,19 @@ def test_composed_training_leaves_denoiser_bitwise_unchanged(tmp_path, init):
 
 
 def _fit_direct(tmp_path, cfg, crash_at=None):
-    """Train the direct stage's model through the core loop (``stages._fit``), optionally killed."""
+    """Train the direct stage's model through the core loop (``stages.fit_stage``), optionally killed."""
     ctx = context.Context(cfg=cfg, rd=pipeline.RunDir(tmp_path), device=torch.device("cpu"), dist=context.Dist())
-    vocab = stage_data.load_vocab(ctx)
-    corpus, val = stages._corpora(ctx, vocab, denoiser=False)
-    model = stages._new_model(ctx, vocab, "direct")
-    base = stages._nll_loss(0.0)
+    vocab = stage_data.load_tokenizer(ctx)
+    corpus, val = stages.corpora(ctx, vocab, denoiser=False)
+    model = stages.new_model(ctx, vocab, "direct")
+    base = stages.nll_loss_fn(0.0)
 
     def loss_fn(m, batch):
         if crash_at is not None and batch["step"] == crash_at:
             raise KeyboardInterrupt("killed")
         return base(m, batch)
 
-    info = stages._fit(ctx, "x", model, loss_fn, corpus, val, steps=6, lr=1e-2, warmup=2, batch_size=8)
+    info = stages.fit_stage(ctx, "x", model, loss_fn, corpus, val, steps=6, lr=1e-2, warmup=2, batch_size=8)
     return model, info
 
 
@@ -116,11 +118,10 @@ def test_missing_or_corrupt_run_folder_files_give_clear_errors(tmp_path, capsys)
         pipeline.run(cfg, tmp_path, ("vocab",))
     write_tiny_data(tmp_path)
     (tmp_path / "data" / "val.jsonl").write_text('{"id": "x", "src": "a"\n')
-    pipeline.run(cfg, tmp_path, ("vocab",))
-    with pytest.raises(Exception, match=r"val.jsonl: line 1"):
-        pipeline.run(cfg, tmp_path, ("direct",))
+    with pytest.raises(Exception, match=r"val.jsonl: line 1"):  # the vocab stage measures <unk> on every split
+        pipeline.run(cfg, tmp_path, ("vocab",))
     write_tiny_data(tmp_path)
-    pipeline.run(cfg, tmp_path, ("denoiser",))
+    pipeline.run(cfg, tmp_path, ("vocab", "denoiser"))
     path = tmp_path / "models" / "denoiser.pt"
     path.write_bytes(path.read_bytes()[:100])  # truncated
     with pytest.raises(CheckpointError, match="denoiser.pt"):
@@ -129,6 +130,22 @@ def test_missing_or_corrupt_run_folder_files_give_clear_errors(tmp_path, capsys)
     argv = ["--preset", "toy", "--out", str(tmp_path), "--stages", "standard", *[f"--{k}={v}" for k, v in TINY.items()]]
     assert pipeline.main(argv) == 2
     assert "denoiser.pt" in capsys.readouterr().err
+
+
+def test_a_tokenizer_model_that_does_not_match_the_run_is_refused(tmp_path, capsys):
+    """Resume with another SentencePiece model in the run folder: a clear error naming the file."""
+    cfg = tiny_cfg(vocab_size=60)
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, ("vocab",))
+    assert stage_data.load_tokenizer(context.Context(cfg, RunDir(tmp_path), torch.device("cpu"), context.Dist()))
+    other = BPETokenizer.train(["int main ( ) { return 0 ; }"] * 5, 40)
+    other.save(tmp_path / "tokenizer.model")
+    with pytest.raises(context.RunFolderError, match="tokenizer.model: does not match"):
+        pipeline.run(cfg, tmp_path, ("denoiser",))
+    (tmp_path / "tokenizer.model").write_bytes(b"garbage")
+    argv = ["--preset", "toy", "--out", str(tmp_path), "--stages", "denoiser", "--vocab_size=60",
+            *[f"--{k}={v}" for k, v in TINY.items()]]
+    assert pipeline.main(argv) == 2 and "tokenizer.model" in capsys.readouterr().err
 
 
 def test_run_folder_refuses_a_different_configuration(tmp_path, capsys):
@@ -164,7 +181,7 @@ def test_evaluating_distinct_programs_once_gives_every_methods_records():
             "b": {"e0": "p0", "e1": "p1", "e2": "y"},           # e3 missing
             "c": {"e0": "p0", "e1": "x", "e2": "p2", "e3": "z"}}
     fake = _FakeEvaluator()
-    got = stage_eval._evaluate_unique(fake, jobs, examples)
+    got = stage_eval.evaluate_unique(fake, jobs, examples)
     distinct = {(e.id, codes[e.id]) for codes in jobs.values() for e in examples if e.id in codes}
     assert len(fake.seen) == len(distinct) == 7  # each (example, code) pair run once
     for method, codes in jobs.items():

@@ -51,7 +51,8 @@ def cmd_make_sanstype(a) -> int:
     import numpy as np
     from .corrupt import corrupt_sanstype
     from .data import Example, write_sanstype
-    from .sanstype import generate, generate_programs
+    from .sanstype import generate_programs
+    from .sanstype_cases import generate
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     sizes = {"train": a.n_train, "val": a.n_val, "test": a.n_test, "ood": a.n_ood}

@@ -1,7 +1,7 @@
 """Configuration of the pseudocode-to-code pipeline: one frozen dataclass, three presets.
 
-Paper values come from ``../shared/docs/paper-notes.md`` §4.1 (SANSTYPE) and §4.2 (SPoC). The
-reference code counted epochs of fairseq batches of ``--max-tokens 4000 --update-freq 4``
+Paper values come from the paper (§4.1 SANSTYPE, §4.2 SPoC) and the released reference run scripts
+(docs/code-pipeline.md §6). The reference code counted epochs of fairseq batches of ``--max-tokens 4000 --update-freq 4``
 (~16k tokens, ~180 SANSTYPE programs per update); we count optimizer steps of ``batch_size``
 sequences, converted at that rate (e.g. SANSTYPE direct: 500 epochs x ~6 updates ~ 3000 steps).
 """
@@ -24,15 +24,20 @@ class CodeConfig:
     data_dir: str = ""                # shared data folder; "" = ../shared/data (or $COMPOSEDFT_DATA)
     n_labeled: int = 1000             # SANSTYPE labeled programs (shared train file, else generated)
     n_val: int = 500                  # validation programs (model selection on token NLL)
-    n_test_id: int = 500              # SANSTYPE generated ID test programs (0 = all, SPoC TestW)
-    n_test_ood: int = 500             # SANSTYPE generated OOD test (unseen templates); SPoC proxy size
+    n_test_id: int = 500              # ID test programs: generated (SANSTYPE) or a seeded subsample (0 = all)
+    n_test_ood: int = 500             # OOD test programs (SANSTYPE unseen templates), as n_test_id
     n_unlabeled: int = 20000          # SANSTYPE: unlabeled programs for the denoiser
     spoc_val_frac: float = 0.05       # SPoC: fraction of training programs held out for validation
     spoc_ood_problems: int = 20       # SPoC: problems held out of training as the OOD proxy
-    spoc_testp: str = ""              # SPoC: path to SPoC's TestP tsv (the real OOD split), if any
+    test_id: str = ""                 # user ID test split: SANSTYPE prefix or SPoC TSV ("" = default split)
+    test_ood: str = ""                # user OOD test split, e.g. the paper's SANSTYPE ood or SPoC TestP
     spoc_corruptions: int = 5         # SPoC: corrupted copies of each training program (denoiser)
     spoc_max_tgt_tokens: int = 0      # SPoC: drop TRAINING programs longer than this (0 = keep all)
     max_len_factor: float = 1.5       # decode cap = factor * longest gold target + margin
+    # ---- tokenization (docs/code-pipeline.md §1) -----------------------------------------------
+    tokenizer: Literal["bpe", "whitespace"] = "bpe"  # SentencePiece BPE (paper) or whitespace tokens
+    vocab_size: int = 600             # BPE pieces, specials included (SANSTYPE 600, SPoC 10,000)
+    bpe_byte_fallback: bool = False   # unseen characters as byte pieces instead of <unk> (SPoC)
     # ---- model ------------------------------------------------------------------------------
     d_model: int = 256                # width
     n_heads: int = 2                  # heads (SANSTYPE 2, SPoC 8)
@@ -77,7 +82,7 @@ class CodeConfig:
     # ---- run --------------------------------------------------------------------------------
     seed: int = 0                     # one seed drives data generation, init and sampling
     device: str = "auto"              # auto | cpu | cuda | cuda:N | mps
-    amp: bool = True                  # bf16 autocast on CUDA (no-op on CPU)
+    amp: bool = True                  # bf16 autocast on CUDA (every forward); CPU runs ignore it (float32)
     threads: int = 0                  # torch CPU threads (0 = all cores: torch's default, one per core)
 
     def validate(self) -> None:
@@ -109,7 +114,7 @@ SANSTYPE_PAPER = CodeConfig()
 # SPoC (§4.2): 5+5 layers, 8 heads, dropout 0.4, label smoothing, lr 1e-3 with 4000 warmup;
 # composed at lr 1e-4 / 2000 warmup for 20 epochs, LS 0.05 (we keep one LS for all stages).
 SPOC_PAPER = replace(
-    SANSTYPE_PAPER, dataset="spoc", n_heads=8, n_layers=5, dropout=0.4, denoiser_dropout=0.4,
+    SANSTYPE_PAPER, dataset="spoc", vocab_size=10000, bpe_byte_fallback=True, n_heads=8, n_layers=5, dropout=0.4, denoiser_dropout=0.4,
     n_test_id=0, n_test_ood=0, label_smoothing=0.1, batch_size=64,
     denoiser_steps=30000, denoiser_lr=1e-3, denoiser_warmup=10000,
     direct_steps=20000, direct_lr=1e-3, direct_warmup=4000,
@@ -125,7 +130,7 @@ SPOC_PAPER = replace(
 #   direct 600 -> 500 and standard 400 -> 300 steps, keeping the paper's 5:3 direct:standard
 #   ratio (SANSTYPE: 500 vs 300 epochs); both still select their best validation checkpoint;
 # * 80 test programs per split (the evaluator's compile + run dominated the wall time);
-#   identical programs of different methods are run once (stage_eval._evaluate_unique).
+#   identical programs of different methods are run once (stage_eval.evaluate_unique).
 TOY = replace(
     SANSTYPE_PAPER, n_val=100, n_test_id=80, n_test_ood=80, n_unlabeled=8000,
     d_model=64, n_heads=2, n_layers=2, d_ff=128, dropout=0.1, attn_dropout=0.0, relu_dropout=0.0,

@@ -1,4 +1,5 @@
-"""Corruptions that make denoiser training pairs (corrupt(y), y) (paper-notes §2.3).
+"""Corruptions that make denoiser training pairs (corrupt(y), y), as the reference code's
+(docs/code-pipeline.md §6).
 
 * ``corrupt_sanstype``: the hand-written type corruptions of the reference generator, applied to
   a tokenized SANSTYPE target: with probability 0.9, 1-3 statement indices drawn with
@@ -29,7 +30,7 @@ def _pick(rng: np.random.Generator, xs):
 
 
 def noise_statement(stmt: str, types: dict[str, str], rng: np.random.Generator) -> str:
-    """The noised variant of one SANSTYPE statement (tokenized), per paper-notes §2.3."""
+    """The noised variant of one SANSTYPE statement (tokenized), as the reference code does."""
     toks = stmt.split()
     other = lambda t: _pick(rng, [x for x in TYPES if x != t])  # noqa: E731
     if not toks:

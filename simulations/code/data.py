@@ -2,15 +2,16 @@
 
 An :class:`Example` is one (pseudocode, code) pair with its test cases. ``src`` and ``tgt`` are
 pre-tokenized strings: tokens separated by spaces, statements (SANSTYPE) or lines (SPoC) by
-`` $ ``; SPoC target lines carry ``~`` once per indent level (paper-notes §4.1, §4.2).
+`` $ ``; SPoC target lines carry ``~`` once per indent level (the reference data format; docs/code-pipeline.md §6).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .examples import DataFormatError, Example, TestCase
+from .spoc import load_spoc_examples
 from .tokenizer import lex_cpp
 
 __all__ = ["TestCase", "Example", "DataFormatError", "HEADER", "tgt_to_code", "load_sanstype",
@@ -19,32 +20,6 @@ __all__ = ["TestCase", "Example", "DataFormatError", "HEADER", "tgt_to_code", "l
 HEADER = "#include <bits/stdc++.h>\nusing namespace std;\n"
 SEP = "$"
 INDENT = "~"
-
-
-class DataFormatError(ValueError):
-    """Malformed data; the message names the file (and line)."""
-
-
-@dataclass(frozen=True)
-class TestCase:
-    """One test: the text fed to stdin and the exact expected stdout."""
-    __test__ = False  # not a pytest class
-    input: str
-    output: str
-
-
-@dataclass(frozen=True)
-class Example:
-    """One program: pseudocode ``src``, tokenized code ``tgt`` and its test cases.
-
-    ``code`` is the original (untokenized) program body when the source data has it (SPoC).
-    """
-    id: str
-    src: str
-    tgt: str
-    cases: tuple[TestCase, ...] = ()
-    probid: str = ""
-    code: str = ""
 
 
 def tgt_to_code(tgt: str) -> str:
@@ -153,7 +128,6 @@ def write_sanstype(prefix: str | os.PathLike, examples: Sequence[Example]) -> No
 def load_spoc(tsv_path: str | os.PathLike, testcases_dir: str | os.PathLike | None = None,
               which: str = "all") -> list[Example]:
     """Read a SPoC TSV into examples (see :mod:`simulations.code.spoc`)."""
-    from .spoc import load_spoc_examples
     return load_spoc_examples(tsv_path, testcases_dir, which=which)
 
 

@@ -1,7 +1,7 @@
 """Encoder-decoder Transformer for pseudocode -> code and for the code denoiser Π.
 
 nanoGPT-sized plain PyTorch: pre-norm blocks (fairseq's ``--encoder/decoder-normalize-before``,
-as in the reference runs, paper-notes §4.1), sinusoidal positions (so no position table caps the
+as in the reference runs), sinusoidal positions (so no position table caps the
 output length), ``F.scaled_dot_product_attention`` and an optional single embedding matrix shared
 by the encoder, the decoder and the output projection (``--share-all-embeddings``). Sharing one
 joint src+tgt vocabulary is what lets the denoiser (code -> code) initialise the base predictor
@@ -114,32 +114,33 @@ class DecoderLayer(nn.Module):
         self.ln3, self.ffn = nn.LayerNorm(cfg.d_model), FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cross_kv, src_mask, self_kv=None):
-        """One block. ``self_kv=None``: full causal self-attention over ``x`` (training path).
+    def forward(self, x, cross_kv, src_mask):
+        """One block over a whole target prefix (training / teacher forcing): causal self-attention."""
+        h = self.ln1(x)
+        x = x + self.drop(self.self_attn(h, *self.self_attn.project_kv(h), causal=True))
+        x = x + self.drop(self.cross_attn(self.ln2(x), *cross_kv, mask=src_mask))
+        return x + self.drop(self.ffn(self.ln3(x)))
 
-        Otherwise ``self_kv`` is the cached (k, v) of earlier positions; ``x`` holds the new
-        position(s), whose keys/values are appended. Returns (x, (k, v)).
-        """
+    def step(self, x, cross_kv, src_mask, kbuf: torch.Tensor, vbuf: torch.Tensor, pos: int):
+        """One block for one new position ``x`` [B, 1, D]: its key/value are written into the
+        preallocated buffers at ``pos`` (no concatenation: O(1) copies per step, not O(t)), and the
+        query attends to positions ``0..pos`` (all earlier: no causal mask needed)."""
         h = self.ln1(x)
         k, v = self.self_attn.project_kv(h)
-        if self_kv is not None:
-            k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
-            # one new query sees every cached key: no causal mask needed
-            a = self.self_attn(h, k, v, causal=False) if x.size(1) == 1 else self.self_attn(h, k, v, causal=True)
-        else:
-            a = self.self_attn(h, k, v, causal=True)
-        x = x + self.drop(a)
+        kbuf[:, :, pos:pos + 1] = k
+        vbuf[:, :, pos:pos + 1] = v
+        x = x + self.drop(self.self_attn(h, kbuf[:, :, :pos + 1], vbuf[:, :, :pos + 1]))
         x = x + self.drop(self.cross_attn(self.ln2(x), *cross_kv, mask=src_mask))
-        x = x + self.drop(self.ffn(self.ln3(x)))
-        return x, (k, v)
+        return x + self.drop(self.ffn(self.ln3(x)))
 
 
 @dataclass
 class KVCache:
     """Decoder state for incremental decoding of a batch.
 
-    ``cross``: per layer the encoder memory's (k, v), computed once; ``self_kv``: per layer the
-    (k, v) of every token decoded so far; ``src_mask``: [B, 1, 1, S]; ``pos``: next position.
+    ``cross``: per layer the encoder memory's (k, v), computed once; ``self_kv``: per layer
+    preallocated (k, v) buffers [B, H, capacity, D/H] whose first ``pos`` positions hold the tokens
+    decoded so far (capacity doubles when full); ``src_mask``: [B, 1, 1, S]; ``pos``: next position.
     """
     cross: list[tuple[torch.Tensor, torch.Tensor]]
     self_kv: list[tuple[torch.Tensor, torch.Tensor] | None]
@@ -147,11 +148,24 @@ class KVCache:
     pos: int = 0
 
     def select(self, index: torch.Tensor) -> "KVCache":
-        """Keep batch rows ``index`` (used by beam search to reorder hypotheses)."""
+        """Keep batch rows ``index`` (beam search reorders hypotheses; decoding drops finished rows)."""
         pick = lambda t: t.index_select(0, index)  # noqa: E731
         return KVCache([(pick(k), pick(v)) for k, v in self.cross],
-                       [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.self_kv],
-                       pick(self.src_mask), self.pos)
+                       [None if kv is None else (pick(kv[0][:, :, :self.pos]), pick(kv[1][:, :, :self.pos]))
+                        for kv in self.self_kv], pick(self.src_mask), self.pos)
+
+    def buffers(self, i: int, like: torch.Tensor, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i``'s (k, v) buffers with room for position ``pos`` (allocated or grown x2)."""
+        kv = self.self_kv[i]
+        if kv is None or kv[0].size(2) <= self.pos:
+            B, D = like.size(0), like.size(-1)
+            cap = max(32, 2 * self.pos)
+            new = tuple(like.new_zeros(B, n_heads, cap, D // n_heads) for _ in range(2))
+            if kv is not None:
+                new[0][:, :, :self.pos] = kv[0][:, :, :self.pos]
+                new[1][:, :, :self.pos] = kv[1][:, :, :self.pos]
+            self.self_kv[i] = kv = new
+        return kv
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -204,7 +218,7 @@ class Seq2SeqTransformer(nn.Module):
         """Teacher-forced decoder (no cache): logits [B, T, V] for inputs ``tgt_in`` [B, T]."""
         x = self._embed(self.tgt_embed, tgt_in)
         for layer in self.dec_layers:
-            x, _ = layer(x, layer.cross_attn.project_kv(memory), src_mask)
+            x = layer(x, layer.cross_attn.project_kv(memory), src_mask)
         return self.lm_head(self.dec_ln(x))
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -215,23 +229,23 @@ class Seq2SeqTransformer(nn.Module):
     # ---- incremental decoding ---------------------------------------------------------------
     def init_cache(self, src: torch.Tensor) -> KVCache:
         """Encode once and precompute every layer's cross-attention keys/values."""
-        memory, mask = self.encode(src)
+        return self.cache_from_memory(*self.encode(src))
+
+    def cache_from_memory(self, memory: torch.Tensor, mask: torch.Tensor) -> KVCache:
+        """A fresh cache for an encoded batch (lets K samples per source share one encoder pass)."""
         cross = [layer.cross_attn.project_kv(memory) for layer in self.dec_layers]
         return KVCache(cross=cross, self_kv=[None] * len(self.dec_layers), src_mask=mask, pos=0)
 
     def decode_step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Feed ``tokens`` [B] at position ``cache.pos``; returns next-token logits [B, V].
 
-        The cache is updated in place. Work per step is O(t) instead of the uncached O(t^2).
+        The cache is updated in place (inference only: autograd cannot go through its buffers).
+        Work per step is O(t) instead of the uncached O(t^2).
         """
         x = self._embed(self.tgt_embed, tokens[:, None], offset=cache.pos)
         for i, layer in enumerate(self.dec_layers):
-            past = cache.self_kv[i]
-            if past is None:  # first step: empty cache of the right shape
-                B, H = tokens.size(0), self.cfg.n_heads
-                empty = x.new_zeros(B, H, 0, self.cfg.d_model // H)
-                past = (empty, empty)
-            x, cache.self_kv[i] = layer(x, cache.cross[i], cache.src_mask, self_kv=past)
+            kbuf, vbuf = cache.buffers(i, x, self.cfg.n_heads)
+            x = layer.step(x, cache.cross[i], cache.src_mask, kbuf, vbuf, cache.pos)
         cache.pos += 1
         return self.lm_head(self.dec_ln(x))[:, 0]
 

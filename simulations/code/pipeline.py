@@ -3,7 +3,7 @@
 Stages (each resumable; all write into one run folder ``--out DIR``):
 
 1. ``data``      labeled / val / ID test / OOD test examples and denoiser pairs -> ``data/``
-2. ``vocab``     joint src+tgt vocabulary -> ``vocab.json`` (so Π can initialise f)
+2. ``vocab``     joint src+tgt tokenizer (BPE) -> ``tokenizer.model``, ``tokenizer.json`` (<unk> rates)
 3. ``denoiser``  Π pre-trained on (corrupt(y), y)                      -> ``models/denoiser.pt``
 4. ``direct``    f from random init on labeled data                    -> ``models/direct.pt``
 5. ``standard``  f initialised from Π, all weights fine-tuned          -> ``models/standard.pt``
@@ -122,6 +122,8 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if cfg.amp and device.type != "cuda":
+        print(f"note: amp=True has no effect on {device.type} (bf16 autocast is CUDA only; float32 here)", flush=True)
     dist = init_distributed(device)
     rd = RunDir(out)
     if dist.rank == 0:

@@ -1,13 +1,13 @@
 """SANSTYPE generator: pseudocode that states every statement but no declared type -> C++.
 
-Follows paper-notes §4.1 (the reference ``Synthetic.create_example_type``): types int / bool /
+Follows the reference generator (``Synthetic.create_example_type``; docs/code-pipeline.md §6): types int / bool /
 string uniform; 1-3 initial variables, each initialized (``T v = x;`` or ``T v; v = x;``) or
 instantiated and read from stdin; one type-revealing operation per variable in shuffled order;
 1-4 extra lines (p = 0.8 an operation on a random variable, preceded with p = 0.1 by a
 ``max``/``min`` line when two ints exist; p = 0.2 a new initialized variable, at most 10); a
 print of every tracked variable. OOD uses unseen paraphrased templates for the same programs.
 
-Bugs of the reference generator fixed here (paper-notes §6 item 7); ``REFERENCE`` turns every
+Bugs of the reference generator fixed here; ``REFERENCE`` turns every
 fix off and reproduces the released files' distribution:
 
 * ``fix_negation``: the bool negation ``v = ! v ;`` ("set v to its negation;") is reachable; it
@@ -23,10 +23,9 @@ Kept as released (so our splits stay compatible with the paper's ``train`` files
 wording "set v to c minus v" for ``v = v - c`` and the formatting (``cin`` of one variable per
 statement, `` $ `` separators, header ``int main () {`` and footer ``return 0; }``).
 
-Test cases: each program's stdin is drawn with it; its expected stdout comes from compiling and
-running the gold program (``label_outputs``), many programs per translation unit (each program
-becomes one function; a ``main`` dispatches on ``argv[1]``) so that 1,000 programs need a few
-compiles instead of 1,000.
+Test cases: each program's stdin is drawn with it (``build_programs``); its expected stdout comes
+from compiling and running the gold program, which lives in :mod:`.sanstype_cases` so that the
+generator does not import the evaluator.
 """
 from __future__ import annotations
 
@@ -35,13 +34,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Example, TestCase, tgt_to_code
+from .examples import Example
 
-__all__ = ["GenConfig", "FIXED", "REFERENCE", "TYPES", "generate", "generate_programs", "label_outputs"]
+__all__ = ["GenConfig", "FIXED", "REFERENCE", "TYPES", "build_programs", "generate_programs"]
 
 TYPES = ("int", "bool", "string")
 HEADER, FOOTER, SEP = "int main () {", "return 0; }", " $ "
-MAX_VARS, BATCH = 10, 250
+MAX_VARS = 10
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class _Program:
         self.emit(f"set {v} to {(x := self.value(t))}; ", f"{v} = {x} ;")
 
     def operate(self, v: str) -> None:
-        """One type-revealing operation on ``v`` (paper-notes §4.1)."""
+        """One type-revealing operation on ``v`` (as the reference generator)."""
         t, ood, k = self.vars[v], self.ood, int(self.rng.integers(3))
         if t == "int":
             c = self.value("int")
@@ -221,7 +220,8 @@ class _Program:
         return src, tgt, "".join(x + "\n" for x in self.inputs)
 
 
-def _build(n: int, seed: int, ood: bool, cfg: GenConfig, id_prefix: str) -> list[tuple[str, str, str, str]]:
+def build_programs(n: int, seed: int, ood: bool, cfg: GenConfig, id_prefix: str) -> list[tuple[str, str, str, str]]:
+    """``n`` seeded programs as (id, src, tgt, stdin) tuples."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -233,41 +233,4 @@ def _build(n: int, seed: int, ood: bool, cfg: GenConfig, id_prefix: str) -> list
 def generate_programs(n: int, seed: int, ood: bool = False, cfg: GenConfig = FIXED,
                       id_prefix: str = "") -> list[Example]:
     """``n`` seeded programs without test cases (no compiler needed; for denoiser data)."""
-    return [Example(i, s, t) for i, s, t, _ in _build(n, seed, ood, cfg, id_prefix)]
-
-
-def generate(n: int, seed: int, ood: bool = False, id_prefix: str = "", cfg: GenConfig = FIXED,
-             evaluator=None) -> list[Example]:
-    """``n`` seeded programs with their test case (stdin drawn, stdout from running the gold)."""
-    built = _build(n, seed, ood, cfg, id_prefix)
-    outs = label_outputs([t for _, _, t, _ in built], [x for _, _, _, x in built], evaluator)
-    return [Example(i, s, t, (TestCase(x, o),)) for (i, s, t, x), o in zip(built, outs)]
-
-
-def label_outputs(tgts: Sequence[str], stdins: Sequence[str], evaluator=None) -> list[str]:
-    """Compile and run each gold program on its stdin; return the stdouts (errors raise)."""
-    from . import sandbox
-    from .evaluator import Evaluator
-    ev = evaluator or Evaluator()
-    outs: list[str] = []
-    for start in range(0, len(tgts), BATCH):
-        chunk = tgts[start:start + BATCH]
-        funcs, cases = [], []
-        for k, tgt in enumerate(chunk):
-            body = tgt_to_code(tgt).split("\n", 2)[2]  # drop the two header lines
-            if not body.startswith("int main ( ) {"):
-                raise ValueError(f"program {start + k} does not start with 'int main () {{'")
-            funcs.append(f"int cft_prog_{k} ( ) {{" + body[len("int main ( ) {"):])
-            cases.append(f"    case {k}: return cft_prog_{k}();\n")
-        src = ("#include <bits/stdc++.h>\nusing namespace std;\n" + "".join(funcs)
-               + "int main(int argc, char **argv) {\n  switch (atoi(argv[1])) {\n" + "".join(cases)
-               + "  }\n  return 3;\n}\n")
-        binp, msg = ev.compiler.compile(src)
-        if binp is None:
-            raise RuntimeError(f"gold SANSTYPE programs {start}..{start + len(chunk) - 1} do not compile: {msg[:2000]}")
-        for k in range(len(chunk)):
-            r = sandbox.run(["../prog", str(k)], stdins[start + k], ev.limits, files={"prog": binp})
-            if r.status != "ok":
-                raise RuntimeError(f"gold SANSTYPE program {start + k} failed: {r.detail}\n{chunk[k]}")
-            outs.append(r.stdout.decode())
-    return outs
+    return [Example(i, s, t) for i, s, t, _ in build_programs(n, seed, ood, cfg, id_prefix)]

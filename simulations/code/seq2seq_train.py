@@ -6,10 +6,10 @@ The loop itself (AdamW, inverse-sqrt schedule, checkpoints, resume, model select
 adapts them to token sequences:
 
 * :func:`nll_loss` — standard fine-tuning / direct / denoiser pre-training, −log p(y | x).
-* :func:`composed_loss` — composed fine-tuning of a :class:`composedft.compose.Composed`
-  (README §1): ``−E_ŷ~p_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the
-  score-function estimator with K samples and a leave-one-out baseline, Π under no-grad, pads
-  masked (:func:`composedft.estimators.composed_sequence_loss`).
+* :func:`composed_loss` — composed fine-tuning of a :class:`composedft.sequence.ComposedSequence`
+  (paper eq. 1): ``−E_ŷ~q_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the
+  score-function estimator with K samples from the core's masked sampler and a baseline, Π under
+  no-grad (:func:`composedft.estimators.composed_sequence_loss`; docs/code-pipeline.md §3).
 * :func:`fit` — the core loop plus, under ``torchrun``, gradient averaging over ranks.
 
 Batches are a pure function of (seed, step) (epoch permutations), so a resumed stage draws
@@ -25,17 +25,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from composedft.compose import Composed
 from composedft.devices import autocast
 from composedft.estimators import composed_sequence_loss
-from composedft.objectives import sequence_logprob, standard_nll
+from composedft.objectives import standard_nll
 from composedft.seeding import derive_seed, torch_generator
+from composedft.sequence import ComposedSequence, as_source, posthoc_decode, teacher_forcing_inputs
 from composedft.train import TrainConfig, TrainResult, train
 
-from .decode import BOS, EOS, PAD, beam_search, greedy_decode, sample_sequences, strip_special
+from .decode import EOS, PAD, beam_search, greedy_decode, max_len_from_data, strip_special
 
 __all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "corpus_lengths", "make_batch", "nll_loss",
-           "ComposedObjective", "composed_loss", "mean_nll", "translate", "teacher_forcing_inputs", "fit"]
+           "ComposedObjective", "composed_loss", "composed_loss_from_samples", "sample_cap", "mean_nll", "translate",
+           "teacher_forcing_inputs", "fit"]
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,14 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.src)
 
-    def n_target_tokens(self) -> int:
-        return sum(len(t) + 1 for t in self.tgt)
 
-
-def encode_corpus(vocab, srcs: Sequence[str], tgts: Sequence[str]) -> Corpus:
-    """Whitespace-tokenized strings -> ids (source gets a trailing <eos>, as fairseq's)."""
+def encode_corpus(tok, srcs: Sequence[str], tgts: Sequence[str]) -> Corpus:
+    """Strings -> ids with the run's tokenizer (``tok.encode_text``: BPE or whitespace); the source
+    gets a trailing <eos>, as fairseq's."""
     if len(srcs) != len(tgts):
         raise ValueError(f"{len(srcs)} sources but {len(tgts)} targets")
-    return Corpus(tuple(tuple(vocab.encode(s.split())) + (EOS,) for s in srcs),
-                  tuple(tuple(vocab.encode(t.split())) for t in tgts))
+    return Corpus(tuple(tuple(tok.encode_text(s)) + (EOS,) for s in srcs),
+                  tuple(tuple(tok.encode_text(t)) for t in tgts))
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], device="cpu") -> torch.Tensor:
@@ -66,11 +65,6 @@ def pad_batch(seqs: Sequence[Sequence[int]], device="cpu") -> torch.Tensor:
     for i, s in enumerate(seqs):
         out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
     return out.to(device)
-
-
-def teacher_forcing_inputs(tgt_out: torch.Tensor) -> torch.Tensor:
-    """Decoder inputs ``<bos> y_1 .. y_{T-1}`` for targets ``y_1 .. y_T`` (pads stay harmless)."""
-    return torch.cat([torch.full_like(tgt_out[:, :1], BOS), tgt_out[:, :-1]], dim=1)
 
 
 def make_batch(corpus: Corpus, idx: Sequence[int], device="cpu") -> dict[str, torch.Tensor]:
@@ -147,14 +141,15 @@ def corpus_lengths(corpus: Corpus) -> list[int]:
     return [len(s) + len(t) + 1 for s, t in zip(corpus.src, corpus.tgt)]
 
 
-def nll_loss(model: nn.Module, batch: dict, *, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-token −log p(y | x) of the gold targets (pads masked): direct, standard, denoiser."""
-    with autocast(batch["src"].device):
+def nll_loss(model: nn.Module, batch: dict, *, label_smoothing: float = 0.0, amp: bool = True) -> torch.Tensor:
+    """Per-token −log p(y | x) of the gold targets (pads masked): direct, standard, denoiser.
+    ``amp``: bf16 autocast on CUDA (no effect on CPU)."""
+    with autocast(batch["src"].device, amp):
         logits = model(batch["src"], batch["tgt_in"])
     if "norm" in batch:  # DDP-exact: local token sum / (global tokens / world); DDP averages ranks
-        return standard_nll(logits.float(), batch["tgt_out"], pad_id=PAD, label_smoothing=label_smoothing,
+        return standard_nll(logits, batch["tgt_out"], pad_id=PAD, label_smoothing=label_smoothing,
                             reduction="sum") / batch["norm"]
-    return standard_nll(logits.float(), batch["tgt_out"], pad_id=PAD, label_smoothing=label_smoothing,
+    return standard_nll(logits, batch["tgt_out"], pad_id=PAD, label_smoothing=label_smoothing,
                         reduction="mean")
 
 
@@ -167,46 +162,61 @@ class ComposedObjective:
     scale: float = 1.0                # weight of the score-function term
     length_normalize: bool = True     # reward = per-token log p_Π(y | ŷ)
     label_smoothing: float = 0.0      # on the λ term
-    max_len: int = 256                # sample length cap (from the data, never below gold)
+    max_len: int = 256                # data-wide sample length cap (from the data, never below gold)
+    cap_factor: float = 1.5           # per-batch cap = ceil(factor * longest gold) + margin (<= max_len)
+    cap_margin: int = 16
     seed: int = 0                     # samples for step s use derive_seed(seed, "samples", s)
+    amp: bool = True                  # bf16 autocast on CUDA (CodeConfig.amp); no effect on CPU
 
 
-def composed_loss(model: Composed, batch: dict, obj: ComposedObjective) -> tuple[torch.Tensor, dict[str, float]]:
-    """Composed fine-tuning loss (paper eq. of README §1, minimised), for ``model`` = Π∘f:
+def composed_loss(model: ComposedSequence, batch: dict, obj: ComposedObjective) -> tuple[torch.Tensor, dict[str, float]]:
+    """Composed fine-tuning loss of Π∘f on one batch: draw the K samples, then
+    :func:`composed_loss_from_samples`.
 
-        L = − (1/BK) Σ_{i,k} (r_ik − b_ik) log p_f(ŷ_ik | x_i) · scale  +  λ · NLL_f(y | x),
-
-    with ŷ_ik ~ p_f(·|x_i) (eval mode, so the log-probability is of the distribution sampled),
-    reward r_ik = log p_Π(y_i | ŷ_ik) (Π frozen, no-grad, pads masked) and b the baseline; the
-    surrogate and the λ term are :func:`composedft.estimators.composed_sequence_loss`. The
-    samples of step s are drawn from ``derive_seed(obj.seed, "samples", s)`` (``batch["step"]``),
-    so a resumed stage draws the same ones.
+    The samples of step s are drawn from ``derive_seed(obj.seed, "samples", s)`` (``batch["step"]``),
+    so a resumed stage draws the same ones. The cap is right-sized to the batch (``sample_cap``).
     """
-    base_predictor, denoiser = model.base_predictor, model.denoiser
-    src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
+    src, dev = batch["src"], batch["src"].device
     gen = torch_generator(derive_seed(obj.seed, "samples", int(batch["step"])),
                           device=dev if dev.type == "cuda" else "cpu")
-    with autocast(dev):
-        samples = sample_sequences(base_predictor, src, obj.k, obj.max_len, generator=gen)  # [B*K, T]
+    cap = sample_cap(batch["tgt_out"], obj)
+    with autocast(dev, obj.amp):
+        samples = model.sample(src, obj.k, cap, generator=gen)  # [B*K, T]
+    return composed_loss_from_samples(model, batch, samples, obj, cap)
+
+
+def sample_cap(tgt_out: torch.Tensor, obj: ComposedObjective) -> int:
+    """Sample length cap for a batch: ``ceil(factor * longest gold in the batch) + margin``, at most
+    ``obj.max_len`` (the data-wide cap). Never below the batch's gold lengths (<eos> included)."""
+    longest = int((tgt_out != PAD).sum(1).max())
+    return min(obj.max_len, max(longest, max_len_from_data([longest - 1], obj.cap_factor, obj.cap_margin)))
+
+
+def composed_loss_from_samples(model: ComposedSequence, batch: dict, samples: torch.Tensor, obj: ComposedObjective,
+                               cap: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """Composed loss (paper eq. (1), README §1, minimised) given the samples ŷ of every input:
+
+        L = − scale/(BK) Σ_{i,k} (r_ik − b_ik) log q_f(ŷ_ik | x_i)  +  λ · NLL_f(y | x),
+
+    ŷ_ik ~ q_f(·|x_i) (rows ``i*K .. i*K+K-1`` of ``samples``, from :func:`composedft.sequence.sample`
+    with cap ``cap``), q_f f's eval-mode softmax without <pad> <bos> <unk> (the distribution
+    sampled, so the estimate is unbiased), reward r_ik = log p_Π(y_i | ŷ_ik) (Π frozen, no-grad)
+    and b the baseline (:func:`composedft.estimators.composed_sequence_loss`). Its expected
+    gradient is the gradient of −E log p_Π(y|ŷ) + λ NLL (exact test: tests/test_code_composed_exact.py).
+    """
+    src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
     B, K = src.size(0), obj.k
-    with torch.no_grad(), autocast(dev):  # reward: the frozen denoiser scores the gold y given ŷ
-        rep_out = tgt_out.repeat_interleave(K, 0)
-        logits_pi = denoiser(samples, teacher_forcing_inputs(rep_out))
-    reward = sequence_logprob(logits_pi.float(), rep_out, pad_id=PAD, length_normalize=obj.length_normalize).view(B, K)
-    was_training = base_predictor.training
-    base_predictor.eval()  # log p_f(ŷ|x) of the distribution that generated ŷ (no dropout)
-    with autocast(dev):
-        logits_f = base_predictor(src.repeat_interleave(K, 0), teacher_forcing_inputs(samples))
-    logp = sequence_logprob(logits_f.float(), samples, pad_id=PAD, length_normalize=False).view(B, K)
-    base_predictor.train(was_training)
-    nll = nll_loss(base_predictor, batch, label_smoothing=obj.label_smoothing)
+    with autocast(dev, obj.amp):  # reward: the frozen denoiser scores the gold y given ŷ, one batched call
+        reward = model.score(samples, tgt_out.repeat_interleave(K, 0), obj.length_normalize).view(B, K)
+        logp = model.sample_logprob(src, samples, cap).view(B, K)
+    nll = nll_loss(model.base_predictor, batch, label_smoothing=obj.label_smoothing, amp=obj.amp)
     loss, stats = composed_sequence_loss(logp, reward, nll, lam=obj.lam, baseline=obj.baseline, scale=obj.scale)
     stats["sample_len"] = float((samples != PAD).sum(1).float().mean())
     return loss, stats
 
 
 @torch.no_grad()
-def mean_nll(model: nn.Module, corpus: Corpus, batch_size: int, device) -> float:
+def mean_nll(model: nn.Module, corpus: Corpus, batch_size: int, device, amp: bool = True) -> float:
     """Per-token NLL of ``corpus`` under ``model`` (eval mode): the model-selection metric."""
     was_training = model.training
     model.eval()
@@ -214,41 +224,64 @@ def mean_nll(model: nn.Module, corpus: Corpus, batch_size: int, device) -> float
     for start in range(0, len(corpus), batch_size):
         b = make_batch(corpus, range(start, min(start + batch_size, len(corpus))), device)
         n = int((b["tgt_out"] != PAD).sum())
-        total += float(nll_loss(model, b)) * n
+        total += float(nll_loss(model, b, amp=amp)) * n
         count += n
     model.train(was_training)
     return total / max(count, 1)
 
 
 @torch.no_grad()
-def composed_val_nll(base_predictor: nn.Module, denoiser: nn.Module, corpus: Corpus, max_len: int,
-                     batch_size: int, device) -> float:
-    """Per-token −log p_Π(y | ŷ) with ŷ = greedy f(x): a deterministic version of the reference's
-    sampled ``loss_2``, used to select the composed model (paper-notes §2.2, §6 item 5)."""
-    ys = translate(base_predictor, corpus.src, max_len, batch_size=batch_size, device=device)
-    denoised_input = Corpus(tuple(tuple(y) + (EOS,) for y in ys), corpus.tgt)
-    return mean_nll(denoiser, denoised_input, batch_size, device)
+def composed_val_nll(model: ComposedSequence, corpus: Corpus, max_len: int, batch_size: int, device,
+                     amp: bool = True) -> float:
+    """Per-token −log p_Π(y | ŷ) with ŷ = greedy f(x) (core: greedy f, then Π's score): a
+    deterministic version of the reference's sampled ``loss_2``, used to select the composed
+    model (docs/code-pipeline.md §3)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(corpus), batch_size):
+        b = make_batch(corpus, range(start, min(start + batch_size, len(corpus))), device)
+        with autocast(device, amp):
+            yhat = greedy_decode(model.base_predictor, b["src"], max_len)
+            total += float(model.score(as_source(yhat), b["tgt_out"]).sum())
+        count += int((b["tgt_out"] != PAD).sum())
+    model.train(was_training)
+    return -total / max(count, 1)
+
+
+def _decoder(beam: int) -> Callable[..., torch.Tensor]:
+    return greedy_decode if beam == 1 else (lambda m, src, n, **_: beam_search(m, src, n, beam=beam))
 
 
 @torch.no_grad()
 def translate(model: nn.Module, srcs: Sequence[Sequence[int]], max_len: int, *, batch_size: int = 100,
-              beam: int = 1, device="cpu", progress: Callable[[int], None] | None = None) -> list[list[int]]:
+              beam: int = 1, device="cpu", amp: bool = True, denoiser: nn.Module | None = None,
+              progress: Callable[[int], None] | None = None):
     """Decode every source (greedy, or beam when ``beam > 1``) in length-sorted batches.
 
-    Sorting by length keeps padding (and decoder steps) low; results return in input order.
+    With ``denoiser``, also Π applied to each output (core :func:`composedft.sequence.posthoc_decode`:
+    Π∘f, or the post-hoc method) and returns ``(f outputs, Π outputs)``. Sorting by length keeps
+    padding (and decoder steps) low; results return in input order, as id lists without specials.
     """
     order = sorted(range(len(srcs)), key=lambda i: len(srcs[i]))
     out: list[list[int]] = [[] for _ in srcs]
+    post: list[list[int]] = [[] for _ in srcs]
+    dec = _decoder(beam)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         src = pad_batch([srcs[i] for i in idx], device)
-        with autocast(device):
-            ys = greedy_decode(model, src, max_len) if beam == 1 else beam_search(model, src, max_len, beam=beam)
-        for i, row in zip(idx, ys.tolist()):
-            out[i] = strip_special(row)
+        with autocast(device, amp):
+            if denoiser is None:
+                ys, zs = dec(model, src, max_len), None
+            else:
+                ys, zs = posthoc_decode(model, denoiser, src, max_len, decoder=dec)
+        for j, i in enumerate(idx):
+            out[i] = strip_special(ys[j].tolist())
+            if zs is not None:
+                post[i] = strip_special(zs[j].tolist())
         if progress:
             progress(len(idx))
-    return out
+    return out if denoiser is None else (out, post)
 
 
 # ---- the training loop --------------------------------------------------------------------------

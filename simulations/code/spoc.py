@@ -1,7 +1,7 @@
 """SPoC reader: TSV rows to programs, full-program source/target formatting, test-case files.
 
 TSV columns (SPoC v1.1): ``text code workerid probid subid line indent``; a program starts at a
-row whose ``line`` is 0. Formatting follows paper-notes §4.2 (full-program translation):
+row whose ``line`` is 0. Formatting follows the reference code's full-program translation (docs/code-pipeline.md §6):
 
 * source: for each line with non-empty pseudocode, ``TAB<indent>`` then the pseudocode tokens
   then ``;``; lines joined with `` $ ``. Lines without pseudocode (``int main() {``, ``}``) are
@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataFormatError, Example, TestCase
+from .examples import DataFormatError, Example, TestCase
 from .tokenizer import lex_cpp, pseudo_tokenize
 
 __all__ = ["SpocLine", "SpocProgram", "read_spoc_tsv", "parse_testcases", "format_src",

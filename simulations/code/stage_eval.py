@@ -6,14 +6,16 @@ Each returns timing info, or None when its output already exists (a re-run resum
 """
 from __future__ import annotations
 
+import time
+
 from composedft.io import atomic_write_csv, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 
 from . import seq2seq_train as T
 from .context import Context, RunFolderError, read_examples
 from .data import Example, tgt_to_code
 from .decode import EOS
-from .stage_data import data_info, load_vocab
-from .stages import _load_model
+from .stage_data import data_info, load_tokenizer, tokenizer_info
+from .stages import load_model
 
 SPLITS = ("id", "ood")
 # (method, model whose greedy output is used, apply the denoiser Π post hoc?)
@@ -23,37 +25,36 @@ METHODS = (("direct", "direct", False), ("direct+posthoc", "direct", True), ("st
 
 
 def stage_predict(ctx: Context):
-    """Greedy outputs of direct / standard / composed f, and Π applied to each (post hoc)."""
+    """Greedy outputs of direct / standard / composed f, and Π applied to each (post hoc), through
+    the core composition (:func:`composedft.sequence.posthoc_decode`, batched)."""
     out_dir = ctx.rd / "decoded"
     if (out_dir / "done.json").exists():
         return None
-    c, vocab = ctx.cfg, load_vocab(ctx)
-    max_len = data_info(ctx)["max_decode_len"]
-    denoiser = _load_model(ctx, "denoiser", vocab, denoiser=True)
+    c, tok_ = ctx.cfg, load_tokenizer(ctx)
+    max_len = tokenizer_info(ctx)["max_decode_len"]
+    denoiser = load_model(ctx, "denoiser", tok_, denoiser=True)
     n_dec, tok = 0, 0
-    import time
     t0 = time.perf_counter()
     for split in SPLITS:
         examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
-        srcs = [tuple(vocab.encode(e.src.split())) + (EOS,) for e in examples]
+        srcs = [tuple(tok_.encode_text(e.src)) + (EOS,) for e in examples]
         for model_name in ("direct", "standard", "composed"):
-            f = _load_model(ctx, model_name, vocab)
-            base = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam, device=ctx.device)
-            post = T.translate(denoiser, [tuple(y) + (EOS,) for y in base], max_len, batch_size=c.decode_batch_size,
-                               beam=c.beam, device=ctx.device)
+            f = load_model(ctx, model_name, tok_)
+            base, post = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam,
+                                     device=ctx.device, amp=c.amp, denoiser=denoiser)
             n_dec += 2 * len(srcs)
             tok += sum(len(y) + 1 for y in base) + sum(len(y) + 1 for y in post)
             for method, m, posthoc in METHODS:
                 if m == model_name:
                     ys = post if posthoc else base
                     atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
-                                       [{"id": e.id, "tgt": " ".join(vocab.decode(y))} for e, y in zip(examples, ys)])
+                                       [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
     secs = time.perf_counter() - t0
     atomic_write_json(out_dir / "done.json", {"max_decode_len": max_len, "sequences": n_dec})
     return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len}
 
 
-def _evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example]) -> dict[str, tuple[list[dict], dict]]:
+def evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example]) -> dict[str, tuple[list[dict], dict]]:
     """Evaluate every method's predictions on one split, running each distinct (example, code)
     pair once, in one worker pool.
 
@@ -63,7 +64,6 @@ def _evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example
     Returns ``{method: (records, summary)}`` as :meth:`Evaluator.evaluate` would.
     """
     import dataclasses
-    import time
 
     t0 = time.perf_counter()
     unique: dict[tuple[str, str], str] = {}  # (example id, code) -> task id
@@ -93,12 +93,13 @@ def _evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example
 def stage_evaluate(ctx: Context):
     """Compile and run every prediction on its test cases; ``results.csv`` + ``predictions/``.
 
-    Per split, identical programs of different methods are run once (:func:`_evaluate_unique`);
+    Per split, identical programs of different methods are run once (:func:`evaluate_unique`);
     binaries are also cached by source hash across runs (:mod:`.evaluator`).
     """
     from .evaluator import Evaluator
 
     c = ctx.cfg
+    split_files = data_info(ctx).get("split_files", {})
     ev = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
     rows, n_prog, n_run = [], 0, 0
     for split in SPLITS:
@@ -116,7 +117,7 @@ def stage_evaluate(ctx: Context):
                 tgts[method] = {r["id"]: r["tgt"] for r in decoded}
             except KeyError as err:
                 raise RunFolderError(f"{dec_path}: records need 'id' and 'tgt' (missing {err})") from None
-        results = _evaluate_unique(ev, jobs, examples) if jobs else {}
+        results = evaluate_unique(ev, jobs, examples) if jobs else {}
         for method, (records, summary) in results.items():
             codes = jobs[method]
             atomic_write_jsonl(ctx.rd / "predictions" / f"{method}_{split}.jsonl",
@@ -131,6 +132,7 @@ def stage_evaluate(ctx: Context):
             rows.append({"method": method, "split": split, "exec_acc": round(summary["exec_acc"], 4),
                          "compile_rate": round(summary["compile_rate"], 4), "n": summary["n"], "seed": c.seed,
                          "dataset": c.dataset, "composed_init": c.composed_init,
+                         "tokenizer": c.tokenizer, "split_file": split_files.get(split, ""),
                          **{k: summary["counts"][k] for k in ("compile_error", "runtime_error", "wrong_answer", "timeout")}})
     atomic_write_csv(ctx.rd / "results.csv", rows)
     return {"programs_evaluated": n_prog, "distinct_programs_run": n_run, "rows": rows}

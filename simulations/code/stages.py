@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import torch
 
-from composedft.compose import Composed, freeze, init_base_predictor
+from composedft.compose import freeze, init_base_predictor
 from composedft.io import CheckpointError, load_checkpoint, save_checkpoint
 from composedft.seeding import derive_seed
+from composedft.sequence import ComposedSequence
 from composedft.train import TrainConfig
 
 from . import seq2seq_train as T
 from .config import model_config
 from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
-from .stage_data import data_info, read_pairs, load_vocab
-from .tokenizer import Vocab
+from .stage_data import load_tokenizer, read_pairs, tokenizer_info
 
 TRAINING_STAGES = ("denoiser", "direct", "standard", "composed")
 
 
-def _load_model(ctx: Context, name: str, vocab: Vocab, denoiser: bool = False) -> Seq2SeqTransformer:
+def load_model(ctx: Context, name: str, vocab, denoiser: bool = False) -> Seq2SeqTransformer:
+    """The weights a stage saved in ``models/<name>.pt``, on the run's device; a missing file or one
+    of another configuration (e.g. another vocabulary size) raises naming it."""
     path = ctx.rd / "models" / f"{name}.pt"
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the '{name}' stage first)")
@@ -37,7 +39,9 @@ def _load_model(ctx: Context, name: str, vocab: Vocab, denoiser: bool = False) -
     return model.to(ctx.device)
 
 
-def _corpora(ctx: Context, vocab: Vocab, denoiser: bool) -> tuple[T.Corpus, T.Corpus]:
+def corpora(ctx: Context, vocab, denoiser: bool) -> tuple[T.Corpus, T.Corpus]:
+    """(train, val) corpora of a stage, encoded with the run's tokenizer ``vocab``: the denoiser's
+    (corrupt(y), y) pairs, or the labeled (pseudocode, code) pairs."""
     d = ctx.rd / "data"
     if denoiser:
         (s, t), (vs, vt) = read_pairs(d / "denoise_train.jsonl"), read_pairs(d / "denoise_val.jsonl")
@@ -81,7 +85,7 @@ def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int,
                        select_metric="val_nll", select_mode="min")
 
 
-def _fit(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
+def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
          warmup: int, batch_size: int, eval_fn=None, save=None) -> dict:
     """Train one stage with :func:`composedft.train.train` (through :func:`T.fit` for DDP) and
     save the selected model's weights (``save``: the module to save, default ``model``) to
@@ -90,7 +94,7 @@ def _fit(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpu
     cfg, rank = ctx.cfg, ctx.dist.rank
     target = model if save is None else save
     if eval_fn is None:
-        eval_fn = lambda m: {"val_nll": T.mean_nll(target, val, cfg.decode_batch_size, ctx.device)}  # noqa: E731
+        eval_fn = lambda m: {"val_nll": T.mean_nll(target, val, cfg.decode_batch_size, ctx.device, cfg.amp)}  # noqa: E731
     tokens = [0]
     run_dir = ctx.rd / "stages" / name
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
@@ -109,7 +113,7 @@ def _fit(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpu
             "tokens_per_s": tokens[0] / max(res.wall_s, 1e-9), "params": count_parameters(target)}
 
 
-def _factory(ctx: Context, vocab: Vocab, name: str, denoiser: bool = False):
+def _factory(ctx: Context, vocab, name: str, denoiser: bool = False):
     """Builds an untrained model (seeded per stage) for :func:`composedft.compose.init_base_predictor`."""
     def make() -> Seq2SeqTransformer:
         torch.manual_seed(derive_seed(ctx.cfg.seed, name, "init"))
@@ -117,12 +121,14 @@ def _factory(ctx: Context, vocab: Vocab, name: str, denoiser: bool = False):
     return make
 
 
-def _new_model(ctx: Context, vocab: Vocab, name: str, denoiser: bool = False) -> Seq2SeqTransformer:
+def new_model(ctx: Context, vocab, name: str, denoiser: bool = False) -> Seq2SeqTransformer:
+    """A randomly initialised model of stage ``name`` (seeded by the run seed and the name)."""
     return init_base_predictor("random", factory=_factory(ctx, vocab, name, denoiser))
 
 
-def _nll_loss(ls: float):
-    return lambda model, batch: T.nll_loss(model, batch, label_smoothing=ls)
+def nll_loss_fn(ls: float, amp: bool = True):
+    """The loss of the NLL-trained stages (label smoothing ``ls``; ``amp``: bf16 autocast on CUDA)."""
+    return lambda model, batch: T.nll_loss(model, batch, label_smoothing=ls, amp=amp)
 
 
 def _supervised_stage(ctx: Context, name: str, make_model, *, denoiser: bool = False):
@@ -133,39 +139,39 @@ def _supervised_stage(ctx: Context, name: str, make_model, *, denoiser: bool = F
     """
     if (ctx.rd / "models" / f"{name}.pt").exists():
         return None
-    vocab, c = load_vocab(ctx), ctx.cfg
-    corpus, val = _corpora(ctx, vocab, denoiser=denoiser)
+    vocab, c = load_tokenizer(ctx), ctx.cfg
+    corpus, val = corpora(ctx, vocab, denoiser=denoiser)
     model = make_model(vocab)
-    return _fit(ctx, name, model, _nll_loss(c.label_smoothing), corpus, val,
+    return fit_stage(ctx, name, model, nll_loss_fn(c.label_smoothing, c.amp), corpus, val,
                 steps=getattr(c, f"{name}_steps"), lr=getattr(c, f"{name}_lr"),
                 warmup=getattr(c, f"{name}_warmup"), batch_size=c.batch_size)
 
 
 def stage_denoiser(ctx: Context):
     """Π: pre-trained on (corrupt(y), y) pairs built from unlabeled programs only."""
-    return _supervised_stage(ctx, "denoiser", lambda v: _new_model(ctx, v, "denoiser", denoiser=True),
+    return _supervised_stage(ctx, "denoiser", lambda v: new_model(ctx, v, "denoiser", denoiser=True),
                              denoiser=True)
 
 
 def stage_direct(ctx: Context):
     """Direct: f from random initialisation, trained on the labeled pairs."""
-    return _supervised_stage(ctx, "direct", lambda v: _new_model(ctx, v, "direct"))
+    return _supervised_stage(ctx, "direct", lambda v: new_model(ctx, v, "direct"))
 
 
 def stage_standard(ctx: Context):
     """Standard fine-tuning: f initialised from Π's weights, every weight trained."""
     return _supervised_stage(ctx, "standard", lambda v: init_base_predictor(
         "denoiser", factory=_factory(ctx, v, "standard"),
-        denoiser=_load_model(ctx, "denoiser", v, denoiser=True)))
+        denoiser=load_model(ctx, "denoiser", v, denoiser=True)))
 
 
 def stage_composed(ctx: Context):
     """Composed fine-tuning: Π frozen; f (from Π or from the standard model) trained so Π∘f fits."""
     if (ctx.rd / "models" / "composed.pt").exists():
         return None
-    vocab, c = load_vocab(ctx), ctx.cfg
-    corpus, val = _corpora(ctx, vocab, denoiser=False)
-    denoiser = freeze(_load_model(ctx, "denoiser", vocab, denoiser=True))
+    vocab, c = load_tokenizer(ctx), ctx.cfg
+    corpus, val = corpora(ctx, vocab, denoiser=False)
+    denoiser = freeze(load_model(ctx, "denoiser", vocab, denoiser=True))
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
     if c.composed_init == "denoiser":  # the paper: f starts as a copy of Π
         base_predictor = init_base_predictor("denoiser", factory=_factory(ctx, vocab, "composed"), denoiser=denoiser)
@@ -175,17 +181,17 @@ def stage_composed(ctx: Context):
             raise RunFolderError(f"{path}: missing (run the 'standard' stage first)")
         base_predictor = init_base_predictor("checkpoint", factory=_factory(ctx, vocab, "composed"),
                                              checkpoint=path, key="model")
-    model = Composed(base_predictor, denoiser)
+    model = ComposedSequence(base_predictor, denoiser)
     obj = T.ComposedObjective(k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
                               scale=c.composed_scale, length_normalize=c.composed_length_normalize,
-                              label_smoothing=c.label_smoothing, max_len=data_info(ctx)["max_decode_len"],
-                              seed=derive_seed(c.seed, "composed", "samples"))
+                              label_smoothing=c.label_smoothing, max_len=tokenizer_info(ctx)["max_decode_len"],
+                              cap_factor=c.max_len_factor, seed=derive_seed(c.seed, "composed", "samples"),
+                              amp=c.amp)
 
     def eval_fn(_model) -> dict:
-        return {"val_nll": T.composed_val_nll(base_predictor, denoiser, val, obj.max_len, c.decode_batch_size,
-                                              ctx.device)}
+        return {"val_nll": T.composed_val_nll(model, val, obj.max_len, c.decode_batch_size, ctx.device, c.amp)}
 
-    info = _fit(ctx, "composed", model, lambda m, batch: T.composed_loss(m, batch, obj), corpus, val,
+    info = fit_stage(ctx, "composed", model, lambda m, batch: T.composed_loss(m, batch, obj), corpus, val,
                 steps=c.composed_steps, lr=c.composed_lr, warmup=c.composed_warmup,
                 batch_size=c.composed_batch_size, eval_fn=eval_fn, save=base_predictor)
     unchanged = all(torch.equal(before[k], v) for k, v in denoiser.state_dict().items())

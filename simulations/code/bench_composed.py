@@ -1,0 +1,118 @@
+"""Benchmark: wall time of one composed fine-tuning step against one standard step.
+
+``python -m simulations.code.bench_composed [--preset toy|sanstype-paper] [--run DIR]``
+
+Both steps see the same batch of ``composed_batch_size`` SANSTYPE (pseudocode, code) pairs and the
+same models (forward, backward and AdamW update). The standard step is the NLL of the gold; the
+composed step samples K outputs per input from f, scores the gold under the frozen Π given each
+sample, and back-propagates the score-function surrogate plus λ·NLL
+(:func:`simulations.code.seq2seq_train.composed_loss`). With ``--run DIR`` the models are a
+run's ``standard.pt`` (f; a copy of ``denoiser.pt`` until that stage has run) and ``denoiser.pt``
+(Π) and its tokenizer; otherwise the
+models are untrained (the worst case: untrained samples run to the length cap) and the BPE is
+trained on generated programs. Prints the median over ``--repeats`` steps after one warm-up; the
+last line is ``composed/standard step time: N.NNx``. See docs/code-pipeline.md §5.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from composedft.io import CheckpointError, load_checkpoint
+from composedft.seeding import derive_seed
+from composedft.sequence import ComposedSequence
+
+from . import seq2seq_train as T
+from .config import PRESETS, model_config
+from .decode import max_len_from_data
+from .model import Seq2SeqTransformer
+from .sanstype import REFERENCE, generate_programs
+from .tokenizer import BPETokenizer, VocabError
+
+
+def _models(cfg, tok, run: Path | None) -> tuple[Seq2SeqTransformer, Seq2SeqTransformer, str]:
+    """(f, Π, what f is): a run's standard f (or, before that stage has run, a copy of its Π: the
+    paper's composed init) and its denoiser, or fresh seeded models."""
+    torch.manual_seed(0)
+    f = Seq2SeqTransformer(model_config(cfg, len(tok)))
+    pi = Seq2SeqTransformer(model_config(cfg, len(tok), denoiser=True))
+    if run is None:
+        return f, pi, "untrained f and Π"
+    pi.load_state_dict(load_checkpoint(run / "models" / "denoiser.pt")["model"])
+    std = run / "models" / "standard.pt"
+    f.load_state_dict(load_checkpoint(std if std.exists() else run / "models" / "denoiser.pt")["model"])
+    return f, pi, f"{'standard f' if std.exists() else 'f = copy of Π'} and Π from {run}"
+
+
+def _time_steps(step, repeats: int) -> float:
+    step(0)  # warm-up (allocations, first-call overheads)
+    times = []
+    for s in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        step(s)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulations.code.bench_composed", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="toy", choices=["toy", "sanstype-paper"])
+    p.add_argument("--run", default=None, help="a finished run folder of the same preset (trained f and Π)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cfg = PRESETS[a.preset]
+    progs = generate_programs(2000, derive_seed(0, "bench"), cfg=REFERENCE)
+    run = Path(a.run) if a.run else None
+    try:
+        tok = (BPETokenizer.load(run / "tokenizer.model") if run else
+               BPETokenizer.train([e.src for e in progs] + [e.tgt for e in progs], cfg.vocab_size))
+        f, pi, what = _models(cfg, tok, run)
+    except (VocabError, CheckpointError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    B = cfg.composed_batch_size
+    batch_progs = progs[:B]
+    corpus = T.encode_corpus(tok, [e.src for e in batch_progs], [e.tgt for e in batch_progs])
+    batch = T.make_batch(corpus, range(B))
+    cap = max_len_from_data([len(tok.encode_text(e.tgt)) for e in progs], cfg.max_len_factor)
+    obj = T.ComposedObjective(k=cfg.composed_k, baseline=cfg.composed_baseline, lam=cfg.composed_lambda,
+                              length_normalize=cfg.composed_length_normalize, max_len=cap,
+                              cap_factor=cfg.max_len_factor, seed=1, amp=False)
+    model = ComposedSequence(f, pi)
+    opt = torch.optim.AdamW([q for q in f.parameters() if q.requires_grad], lr=1e-6)
+    f.train()
+    lens = []
+
+    def standard(step: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        T.nll_loss(f, batch, amp=False).backward()
+        opt.step()
+
+    def composed(step: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss, stats = T.composed_loss(model, {**batch, "step": step}, obj)
+        loss.backward()
+        opt.step()
+        lens.append(stats["sample_len"])
+
+    t_std = _time_steps(standard, a.repeats)
+    t_cmp = _time_steps(composed, a.repeats)
+    gold = float((batch["tgt_out"] != 0).sum(1).float().mean())
+    print(f"preset {a.preset}, {what}, batch {B} inputs, "
+          f"K={cfg.composed_k}, {a.threads} thread(s), vocab {len(tok)}")
+    print(f"mean gold length {gold:.1f} tokens, mean sample length {statistics.mean(lens):.1f}, cap {cap}")
+    print(f"standard step: {1000 * t_std:.1f} ms (median of {a.repeats})")
+    print(f"composed step: {1000 * t_cmp:.1f} ms (median of {a.repeats})")
+    print(f"composed/standard step time: {t_cmp / t_std:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
