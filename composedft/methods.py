@@ -9,6 +9,8 @@ A :class:`Method` names four things: how the base predictor f starts (``init``),
     standard          denoiser (Π's weights)    standard    f
     composed          denoiser | composed_init  composed    Π(f)       paper: from Π; reference code:
                                                                        from the standard f
+    composed-denoiser-init  denoiser            composed    Π(f)       always from Π, whatever
+                                                                       composed_init says
     posthoc           (reuses standard)         -           Π(f)       the ReLU study's name
     standard+posthoc  (reuses standard)         -           Π(f)       the code pipeline's name
     direct+posthoc    (reuses direct)           -           Π(f)
@@ -33,7 +35,7 @@ import torch.nn as nn
 from .compose import init_base_predictor
 from .objectives import composed_mse, standard_mse
 
-__all__ = ["Method", "METHODS", "register_method", "get_method", "resolve_init", "training_phases",
+__all__ = ["Method", "METHODS", "register_method", "get_method", "resolve_init", "with_dependencies", "training_phases",
            "OBJECTIVES", "register_objective", "loss_fn_for", "make_base_predictor", "trainable_parameters",
            "predict", "finetune"]
 
@@ -103,6 +105,19 @@ def resolve_init(method: str | Method, cfg: Any = None) -> str:
     return m.init
 
 
+def with_dependencies(names: Iterable[str], cfg: Any = None) -> list[str]:
+    """``names`` plus every method they reuse or start from, transitively (first-seen order)."""
+    out = list(dict.fromkeys(names))
+    i = 0
+    while i < len(out):
+        m = get_method(out[i])
+        for dep in (m.reuse, None if m.reuse else resolve_init(m, cfg)):
+            if dep is not None and dep not in BASE_INITS and dep not in out:
+                out.append(dep)
+        i += 1
+    return out
+
+
 def training_phases(names: Iterable[str], cfg: Any = None) -> list[list[str]]:
     """Order the trained methods among ``names`` so that one starting from another's f comes after it.
 
@@ -138,6 +153,8 @@ for _m in (
     Method("standard", "denoiser", "standard", False, description="initialize f from the denoiser, train all of f"),
     Method("composed", "denoiser", "composed", True, init_field="composed_init",
            description="freeze the denoiser, train f so that denoiser(f(x)) fits (+ lam x standard)"),
+    Method("composed-denoiser-init", "denoiser", "composed", True,
+           description="composed fine-tuning with f always started from the denoiser (the paper's text)"),
     Method("posthoc", "standard", None, True, reuse="standard",
            description="apply the denoiser to the standard fine-tuned f at test time"),
     Method("standard+posthoc", "standard", None, True, reuse="standard",

@@ -13,7 +13,7 @@ from composedft.io import save_checkpoint
 from composedft.objectives import composed_mse, standard_mse
 from composedft.methods import (METHODS, OBJECTIVES, Method, finetune, get_method, loss_fn_for, make_base_predictor,
                                 predict, register_method, register_objective, resolve_init, trainable_parameters,
-                                training_phases)
+                                training_phases, with_dependencies)
 from composedft.train import TrainConfig
 
 D = torch.float64
@@ -53,6 +53,9 @@ def test_init_field_overrides_and_phases_follow_inits():
     assert training_phases(names, ref) == [["direct", "standard"], ["composed"]]
     with pytest.raises(ValueError, match="reuses 'standard'"):
         training_phases(["posthoc"])
+    assert with_dependencies(["composed-base"]) == ["composed-base", "composed"]
+    assert with_dependencies(["composed-base"], ref) == ["composed-base", "composed", "standard"]
+    assert with_dependencies(["direct+posthoc", "direct"]) == ["direct+posthoc", "direct"]
     with pytest.raises(ValueError, match="starts from 'standard'"):
         training_phases(["composed"], ref)
     try:

@@ -14,7 +14,11 @@ from composedft.config import ConfigError
 
 from .model import ModelConfig
 
-__all__ = ["CodeConfig", "PRESETS", "model_config"]
+__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES"]
+
+# the registry objectives (composedft.methods) this pipeline trains: token NLL and the
+# score-function composed loss (simulations/code/stages.py implements both)
+CODE_OBJECTIVES = ("standard", "composed")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class CodeConfig:
     label_smoothing: float = 0.0      # on the NLL terms (SPoC 0.1-0.2)
     eval_every: int = 200             # validation (token NLL on val) every N steps; best is kept
     # ---- composed objective (README §1; our fixes of the reference estimator) ----------------
-    composed_init: Literal["denoiser", "standard"] = "standard"  # f's init (reference: standard)
+    composed_init: Literal["denoiser", "standard"] = "denoiser"  # composed f's init: Π (paper, the
+                                      # registry's default) or the standard f (reference; presets)
     composed_k: int = 4               # samples ŷ per input
     composed_baseline: Literal["none", "mean", "loo"] = "loo"  # score-function baseline
     composed_lambda: float = 1.0      # weight of the standard NLL term
@@ -85,7 +90,12 @@ class CodeConfig:
     amp: bool = True                  # bf16 autocast on CUDA (every forward); CPU runs ignore it (float32)
     threads: int = 0                  # torch CPU threads (0 = all cores: torch's default, one per core)
 
+    # ---- methods (names of the core registry, composedft.methods) ----------------------------
+    methods: tuple[str, ...] = ("direct", "direct+posthoc", "standard", "standard+posthoc", "composed",
+                                "composed-base")  # evaluated; what they start from is trained too
+
     def validate(self) -> None:
+        self._check_methods()
         if self.d_model % self.n_heads:
             raise ConfigError(f"field 'n_heads': d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         for name in ("batch_size", "composed_k", "composed_batch_size", "decode_batch_size", "beam", "eval_every"):
@@ -95,6 +105,23 @@ class CodeConfig:
             raise ConfigError("field 'composed_k': the leave-one-out baseline needs composed_k >= 2")
         if not 0 < self.spoc_val_frac < 1:
             raise ConfigError(f"field 'spoc_val_frac': must be in (0, 1), got {self.spoc_val_frac}")
+
+    def _check_methods(self) -> None:
+        """Every method is registered, its objective is one this pipeline trains, and the methods
+        it starts from or reuses can be ordered (composedft.methods.training_phases)."""
+        from composedft.methods import get_method, training_phases, with_dependencies
+
+        if not self.methods:
+            raise ConfigError("field 'methods': give at least one method")
+        try:
+            names = with_dependencies(self.methods, self)
+            for m in names:
+                if get_method(m).trains and get_method(m).objective not in CODE_OBJECTIVES:
+                    raise ValueError(f"method '{m}': objective '{get_method(m).objective}' is not implemented "
+                                     f"by the code pipeline ({', '.join(CODE_OBJECTIVES)})")
+            training_phases(names, self)
+        except ValueError as err:
+            raise ConfigError(f"field 'methods': {err}") from None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,7 +136,8 @@ def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) ->
                        share_embeddings=cfg.share_embeddings)
 
 
-SANSTYPE_PAPER = CodeConfig()
+# the reference code starts composed fine-tuning from the standard fine-tuned f (docs/method.md §1)
+SANSTYPE_PAPER = CodeConfig(composed_init="standard")
 
 # SPoC (§4.2): 5+5 layers, 8 heads, dropout 0.4, label smoothing, lr 1e-3 with 4000 warmup;
 # composed at lr 1e-4 / 2000 warmup for 20 epochs, LS 0.05 (we keep one LS for all stages).

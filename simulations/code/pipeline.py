@@ -5,11 +5,13 @@ Stages (each resumable; all write into one run folder ``--out DIR``):
 1. ``data``      labeled / val / ID test / OOD test examples and denoiser pairs -> ``data/``
 2. ``vocab``     joint src+tgt tokenizer (BPE) -> ``tokenizer.model``, ``tokenizer.json`` (<unk> rates)
 3. ``denoiser``  Π pre-trained on (corrupt(y), y)                      -> ``models/denoiser.pt``
-4. ``direct``    f from random init on labeled data                    -> ``models/direct.pt``
-5. ``standard``  f initialised from Π, all weights fine-tuned          -> ``models/standard.pt``
-6. ``composed``  f trained through the frozen Π (score function + λ NLL) -> ``models/composed.pt``
-7. ``predict``   greedy outputs of every model, and Π applied post hoc  -> ``decoded/``
-8. ``evaluate``  compile + run on ID and OOD -> ``predictions/*.jsonl``, ``results.csv``
+4. one stage per trained method of ``--methods`` (registry :mod:`composedft.methods`, in an order
+   where a method starting from another's f comes after it), by default
+   ``direct``    f from random init on labeled data                    -> ``models/direct.pt``
+   ``standard``  f initialised from Π, all weights fine-tuned          -> ``models/standard.pt``
+   ``composed``  f trained through the frozen Π (score function + λ NLL) -> ``models/composed.pt``
+5. ``predict``   greedy outputs of every method (f, or Π applied to f)  -> ``decoded/``
+6. ``evaluate``  compile + run on ID and OOD -> ``predictions/*.jsonl``, ``verdicts.csv``, ``results.csv``
 
 ``manifest.json`` records wall time and tokens/s per stage. A stage whose output exists is
 skipped; an interrupted training stage resumes from its last checkpoint in ``stages/<name>/``.
@@ -25,7 +27,7 @@ import torch
 
 from composedft.config import ConfigError, cfg_to_dict, describe_fields, parse_config
 from composedft.devices import device_description, resolve_device
-from composedft.io import CheckpointError, DataFileError, read_json
+from composedft.io import CheckpointError, DataFileError
 from composedft.runs import RunDir
 
 from .config import PRESETS, CodeConfig
@@ -33,15 +35,22 @@ from .context import (RESUME_FREE_FIELDS, Context, RunFolderError, barrier, clea
                       init_distributed)
 from .stage_data import stage_data, stage_vocab
 from .stage_eval import stage_evaluate, stage_predict
-from .stages import TRAINING_STAGES, stage_composed, stage_denoiser, stage_direct, stage_standard
+from .stages import stage_denoiser, stage_method, trained_methods, training_stages
 
-__all__ = ["add_parser", "main", "run", "STAGES"]
+__all__ = ["add_parser", "main", "run", "stages_for"]
 
-# stage name -> function(ctx) -> timing info, or None when its output already exists; in run order
-STAGE_FUNCTIONS = {"data": stage_data, "vocab": stage_vocab, "denoiser": stage_denoiser, "direct": stage_direct,
-                   "standard": stage_standard, "composed": stage_composed, "predict": stage_predict,
-                   "evaluate": stage_evaluate}
-STAGES = tuple(STAGE_FUNCTIONS)
+# fixed stages: name -> function(ctx) -> timing info, or None when its output already exists
+FIXED_STAGES = {"data": stage_data, "vocab": stage_vocab, "denoiser": stage_denoiser, "predict": stage_predict,
+                "evaluate": stage_evaluate}
+
+
+def stages_for(cfg: CodeConfig) -> tuple[str, ...]:
+    """The stages of a run in order: data, vocab, denoiser, the trained methods, predict, evaluate."""
+    return ("data", "vocab", "denoiser", *trained_methods(cfg), "predict", "evaluate")
+
+
+def run_stage(ctx: Context, name: str):
+    return FIXED_STAGES[name](ctx) if name in FIXED_STAGES else stage_method(ctx, name)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +69,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _own_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--out", required=False, help="run folder")
-    p.add_argument("--stages", default="all", help=f"comma-separated subset of {','.join(STAGES)} (default all)")
+    p.add_argument("--stages", default="all", help="comma-separated subset of the run's stages (default all: "
+                   "data,vocab,denoiser,<each trained method>,predict,evaluate)")
     p.add_argument("--help", "-h", action="store_true")
     return p
 
@@ -79,10 +89,11 @@ def main(args=None) -> int:
         print("usage: python -m simulations.code run --preset {toy,sanstype-paper,spoc-paper} --out DIR "
               "[--stages a,b] [--field=value ...]\nfields (values of this preset):\n" + describe_fields(cfg))
         return 0 if ns.help else 2
-    stages = STAGES if ns.stages == "all" else tuple(s.strip() for s in ns.stages.split(","))
-    unknown = [s for s in stages if s not in STAGES]
+    all_stages = stages_for(cfg)
+    stages = all_stages if ns.stages == "all" else tuple(s.strip() for s in ns.stages.split(","))
+    unknown = [s for s in stages if s not in all_stages]
     if unknown:
-        print(f"error: unknown stage(s) {unknown}; choose from {', '.join(STAGES)}", file=sys.stderr)
+        print(f"error: unknown stage(s) {unknown}; choose from {', '.join(all_stages)}", file=sys.stderr)
         return 2
     try:
         rows = run(cfg, ns.out, stages)
@@ -104,9 +115,9 @@ def format_table(rows: list[dict]) -> str:
 
 def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
     """A run folder belongs to one configuration: refuse to mix results of two."""
-    path = rd / "config.json"
+    path = rd.config_path
     if path.exists():
-        old = read_json(path)
+        old = rd.read_config()
         new = cfg_to_dict(cfg)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                       and k not in RESUME_FREE_FIELDS)
@@ -116,9 +127,11 @@ def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
     rd.write_config(cfg)
 
 
-def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
+def run(cfg: CodeConfig, out: str | os.PathLike, stages=None) -> list[dict]:
     """Run ``stages`` into ``out``; returns the rows of ``results.csv`` (empty if not evaluated)."""
     t_start = time.time()
+    stages = stages_for(cfg) if stages is None else stages
+    training = training_stages(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -132,12 +145,12 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
     timings = rd.read_manifest().get("stages", {})
     rows: list[dict] = []
     for name in stages:
-        if dist.world > 1 and name not in TRAINING_STAGES and dist.rank != 0:
+        if dist.world > 1 and name not in training and dist.rank != 0:
             barrier(dist)
             continue
         t0 = time.time()
-        info = STAGE_FUNCTIONS[name](ctx)
-        if dist.world > 1 and name not in TRAINING_STAGES:
+        info = run_stage(ctx, name)
+        if dist.world > 1 and name not in training:
             barrier(dist)
         if info is None:  # skipped: done earlier
             print(f"[{name}] done already, skipped", flush=True)
@@ -157,8 +170,7 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=STAGES) -> list[dict]:
         rd.write_manifest(seed=cfg.seed, device=device_description(device),
                           extra={"stages": m_total, "total_stage_wall_s": round(sum(v.get("wall_s", 0) for v in m_total.values()), 3),
                                  "this_invocation_wall_s": round(time.time() - t_start, 3)})
-    if not rows and (rd / "results.csv").exists() and "evaluate" in stages:
-        from composedft.io import read_csv
-        rows = read_csv(rd / "results.csv")
+    if not rows and rd.results_path.exists() and "evaluate" in stages:
+        rows = rd.read_results()
     cleanup_distributed(dist)
     return rows

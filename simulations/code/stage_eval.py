@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from composedft.io import atomic_write_csv, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+from composedft.methods import get_method
 
 from . import seq2seq_train as T
 from .context import Context, RunFolderError, read_examples
@@ -18,10 +19,16 @@ from .stage_data import data_info, load_tokenizer, tokenizer_info
 from .stages import load_model
 
 SPLITS = ("id", "ood")
-# (method, model whose greedy output is used, apply the denoiser Π post hoc?)
-METHODS = (("direct", "direct", False), ("direct+posthoc", "direct", True), ("standard", "standard", False),
-           ("standard+posthoc", "standard", True), ("composed", "composed", True),
-           ("composed-base", "composed", False))
+
+
+def prediction_sources(methods) -> dict[str, list[tuple[str, bool]]]:
+    """``{trained f: [(method, apply Π?), ...]}`` for the evaluated ``methods``: a method predicts
+    with its own f, or the f of the method it reuses, then Π if the registry says so."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for name in methods:
+        m = get_method(name)
+        out.setdefault(m.reuse or name, []).append((name, m.predict_with_denoiser))
+    return out
 
 
 def stage_predict(ctx: Context):
@@ -38,17 +45,16 @@ def stage_predict(ctx: Context):
     for split in SPLITS:
         examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
         srcs = [tuple(tok_.encode_text(e.src)) + (EOS,) for e in examples]
-        for model_name in ("direct", "standard", "composed"):
+        for model_name, users in prediction_sources(c.methods).items():
             f = load_model(ctx, model_name, tok_)
             base, post = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam,
                                      device=ctx.device, amp=c.amp, denoiser=denoiser)
             n_dec += 2 * len(srcs)
             tok += sum(len(y) + 1 for y in base) + sum(len(y) + 1 for y in post)
-            for method, m, posthoc in METHODS:
-                if m == model_name:
-                    ys = post if posthoc else base
-                    atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
-                                       [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
+            for method, posthoc in users:
+                ys = post if posthoc else base
+                atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
+                                   [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
     secs = time.perf_counter() - t0
     atomic_write_json(out_dir / "done.json", {"max_decode_len": max_len, "sequences": n_dec})
     return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len}
@@ -101,11 +107,11 @@ def stage_evaluate(ctx: Context):
     c = ctx.cfg
     split_files = data_info(ctx).get("split_files", {})
     ev = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
-    rows, n_prog, n_run = [], 0, 0
+    rows, n_prog, n_run, verdicts = [], 0, 0, []
     for split in SPLITS:
         examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
         jobs, tgts = {}, {}
-        for method, _, _ in METHODS:
+        for method in c.methods:
             if (ctx.rd / "eval" / f"{method}_{split}.json").exists():  # resumable per (method, split)
                 continue
             dec_path = ctx.rd / "decoded" / f"{method}_{split}.jsonl"
@@ -120,19 +126,22 @@ def stage_evaluate(ctx: Context):
         results = evaluate_unique(ev, jobs, examples) if jobs else {}
         for method, (records, summary) in results.items():
             codes = jobs[method]
-            atomic_write_jsonl(ctx.rd / "predictions" / f"{method}_{split}.jsonl",
+            ctx.rd.write_predictions(method, split,
                                [{"id": r["id"], "code": codes.get(r["id"], ""), "status": r["status"],
                                  "tgt": tgts[method].get(r["id"], ""), "detail": r.get("detail", "")[:300]}
                                 for r in records])
             atomic_write_json(ctx.rd / "eval" / f"{method}_{split}.json", summary)
             n_prog += summary["n"]
         n_run += next(iter(results.values()))[1]["distinct_programs_run"] if results else 0
-        for method, _, _ in METHODS:
+        ok = {m: {r["id"]: int(r.get("status") == "ok") for r in ctx.rd.read_predictions(m, split)} for m in c.methods}
+        verdicts += [{"split": split, "id": e.id, **{m: ok[m].get(e.id, 0) for m in c.methods}} for e in examples]
+        for method in c.methods:
             summary = read_json(ctx.rd / "eval" / f"{method}_{split}.json")
             rows.append({"method": method, "split": split, "exec_acc": round(summary["exec_acc"], 4),
                          "compile_rate": round(summary["compile_rate"], 4), "n": summary["n"], "seed": c.seed,
                          "dataset": c.dataset, "composed_init": c.composed_init,
                          "tokenizer": c.tokenizer, "split_file": split_files.get(split, ""),
                          **{k: summary["counts"][k] for k in ("compile_error", "runtime_error", "wrong_answer", "timeout")}})
-    atomic_write_csv(ctx.rd / "results.csv", rows)
+    atomic_write_csv(ctx.rd / "verdicts.csv", verdicts)  # per-program 0/1 per method: `summary` pairs them
+    ctx.rd.write_results(rows)
     return {"programs_evaluated": n_prog, "distinct_programs_run": n_run, "rows": rows}

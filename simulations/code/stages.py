@@ -1,5 +1,13 @@
-"""The pipeline's training stages (see :mod:`simulations.code.pipeline`): the denoiser Π,
-direct, standard fine-tuning and composed fine-tuning, all through the core training loop.
+"""The pipeline's training stages (see :mod:`simulations.code.pipeline`): the denoiser Π, then
+one stage per trained method of the core registry (:mod:`composedft.methods`), all through the
+core training loop. This module implements the registry's objectives for token sequences:
+
+    standard  token NLL of the labeled pairs (direct, standard)
+    composed  the score-function composed loss through the frozen Π + λ NLL (composed, ...)
+
+and the registry's inits: random, Π's weights, or another method's saved f. A method's step,
+learning-rate and warm-up fields are ``<method>_steps`` etc. when the config has them, else
+those of its objective (``composed_steps`` for every composed-objective method).
 
 Each returns timing info, or None when its output already exists (so re-running a command
 resumes where it stopped; an interrupted stage resumes from its checkpoint in ``stages/<name>/``).
@@ -10,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from composedft.compose import freeze, init_base_predictor
-from composedft.io import CheckpointError, load_checkpoint, save_checkpoint
+from composedft.io import CheckpointError, load_checkpoint
+from composedft.methods import get_method, resolve_init, training_phases, with_dependencies
 from composedft.seeding import derive_seed
 from composedft.sequence import ComposedSequence
 from composedft.train import TrainConfig
@@ -21,13 +30,20 @@ from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
 from .stage_data import load_tokenizer, read_pairs, tokenizer_info
 
-TRAINING_STAGES = ("denoiser", "direct", "standard", "composed")
+def trained_methods(cfg) -> tuple[str, ...]:
+    """The methods that train an f for ``cfg.methods`` (theirs, and those they reuse or start from),
+    in an order where a method starting from another's f comes after it."""
+    return tuple(n for phase in training_phases(with_dependencies(cfg.methods, cfg), cfg) for n in phase)
+
+
+def training_stages(cfg) -> tuple[str, ...]:
+    return ("denoiser", *trained_methods(cfg))
 
 
 def load_model(ctx: Context, name: str, vocab, denoiser: bool = False) -> Seq2SeqTransformer:
     """The weights a stage saved in ``models/<name>.pt``, on the run's device; a missing file or one
     of another configuration (e.g. another vocabulary size) raises naming it."""
-    path = ctx.rd / "models" / f"{name}.pt"
+    path = ctx.rd.model_path(name)
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the '{name}' stage first)")
     ck = load_checkpoint(path)
@@ -96,7 +112,7 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
     if eval_fn is None:
         eval_fn = lambda m: {"val_nll": T.mean_nll(target, val, cfg.decode_batch_size, ctx.device, cfg.amp)}  # noqa: E731
     tokens = [0]
-    run_dir = ctx.rd / "stages" / name
+    run_dir = ctx.rd.stage_dir(name)
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
     res = T.fit(model, loss_fn, _batch_fn(ctx, corpus, batch_size, derive_seed(cfg.seed, name, "batches"), tokens),
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
@@ -105,8 +121,7 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
         ctx.log(f"  [{name}] step {int(h['step']):>6} train_loss={h['train_loss']:.4f} val_nll={h['val_nll']:.4f}")
     best = res.best_metric if res.best_metric is not None else float("nan")
     if rank == 0:
-        save_checkpoint(ctx.rd / "models" / f"{name}.pt",
-                        {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
+        ctx.rd.save_model(name, {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
     barrier(ctx.dist)
     return {"steps": steps, "best_val_nll": round(best, 4), "best_step": res.best_step,
             "resumed_from": res.resumed_from, "train_tokens": tokens[0], "train_s": round(res.wall_s, 3),
@@ -131,70 +146,64 @@ def nll_loss_fn(ls: float, amp: bool = True):
     return lambda model, batch: T.nll_loss(model, batch, label_smoothing=ls, amp=amp)
 
 
-def _supervised_stage(ctx: Context, name: str, make_model, *, denoiser: bool = False):
-    """The body shared by the three NLL-trained stages: skip when done, build the model, fit.
+def _hyper(cfg, name: str, objective: str) -> dict:
+    """steps / lr / warmup of a method: its own ``<name>_*`` fields, else its objective's."""
+    prefix = name if hasattr(cfg, f"{name}_steps") else objective
+    return {k: getattr(cfg, f"{prefix}_{k}") for k in ("steps", "lr", "warmup")}
 
-    ``make_model(vocab)`` builds the stage's initial model; steps, lr and warmup are the config's
-    ``<name>_steps``, ``<name>_lr`` and ``<name>_warmup`` fields.
-    """
-    if (ctx.rd / "models" / f"{name}.pt").exists():
-        return None
-    vocab, c = load_tokenizer(ctx), ctx.cfg
-    corpus, val = corpora(ctx, vocab, denoiser=denoiser)
-    model = make_model(vocab)
-    return fit_stage(ctx, name, model, nll_loss_fn(c.label_smoothing, c.amp), corpus, val,
-                steps=getattr(c, f"{name}_steps"), lr=getattr(c, f"{name}_lr"),
-                warmup=getattr(c, f"{name}_warmup"), batch_size=c.batch_size)
+
+def _initial_f(ctx: Context, vocab, name: str, init: str, denoiser=None) -> Seq2SeqTransformer:
+    """f of method ``name`` before training: random, a copy of Π, or another method's saved f."""
+    factory = _factory(ctx, vocab, name)
+    if init == "random":
+        return init_base_predictor("random", factory=factory)
+    if init == "denoiser":
+        return init_base_predictor("denoiser", factory=factory,
+                                   denoiser=denoiser if denoiser is not None else load_model(ctx, "denoiser", vocab, denoiser=True))
+    path = ctx.rd.model_path(init)
+    if not path.exists():
+        raise RunFolderError(f"{path}: missing (method '{name}' starts from '{init}': run its stage first)")
+    return init_base_predictor("checkpoint", factory=factory, checkpoint=path, key="model")
 
 
 def stage_denoiser(ctx: Context):
     """Π: pre-trained on (corrupt(y), y) pairs built from unlabeled programs only."""
-    return _supervised_stage(ctx, "denoiser", lambda v: new_model(ctx, v, "denoiser", denoiser=True),
-                             denoiser=True)
-
-
-def stage_direct(ctx: Context):
-    """Direct: f from random initialisation, trained on the labeled pairs."""
-    return _supervised_stage(ctx, "direct", lambda v: new_model(ctx, v, "direct"))
-
-
-def stage_standard(ctx: Context):
-    """Standard fine-tuning: f initialised from Π's weights, every weight trained."""
-    return _supervised_stage(ctx, "standard", lambda v: init_base_predictor(
-        "denoiser", factory=_factory(ctx, v, "standard"),
-        denoiser=load_model(ctx, "denoiser", v, denoiser=True)))
-
-
-def stage_composed(ctx: Context):
-    """Composed fine-tuning: Π frozen; f (from Π or from the standard model) trained so Π∘f fits."""
-    if (ctx.rd / "models" / "composed.pt").exists():
+    if ctx.rd.model_path("denoiser").exists():
         return None
     vocab, c = load_tokenizer(ctx), ctx.cfg
+    corpus, val = corpora(ctx, vocab, denoiser=True)
+    return fit_stage(ctx, "denoiser", new_model(ctx, vocab, "denoiser", denoiser=True),
+                     nll_loss_fn(c.label_smoothing, c.amp), corpus, val, steps=c.denoiser_steps, lr=c.denoiser_lr,
+                     warmup=c.denoiser_warmup, batch_size=c.batch_size)
+
+
+def stage_method(ctx: Context, name: str):
+    """Train method ``name`` of the registry: its init, then its objective (module docstring)."""
+    if ctx.rd.model_path(name).exists():
+        return None
+    m, c = get_method(name), ctx.cfg  # CodeConfig.validate checked that m.objective is in config.CODE_OBJECTIVES
+    init, hp = resolve_init(m, c), _hyper(c, name, m.objective)
+    vocab = load_tokenizer(ctx)
     corpus, val = corpora(ctx, vocab, denoiser=False)
+    if m.objective == "standard":
+        return fit_stage(ctx, name, _initial_f(ctx, vocab, name, init), nll_loss_fn(c.label_smoothing, c.amp),
+                         corpus, val, batch_size=c.batch_size, **hp)
     denoiser = freeze(load_model(ctx, "denoiser", vocab, denoiser=True))
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
-    if c.composed_init == "denoiser":  # the paper: f starts as a copy of Π
-        base_predictor = init_base_predictor("denoiser", factory=_factory(ctx, vocab, "composed"), denoiser=denoiser)
-    else:  # the reference code: f starts from the standard fine-tuned model
-        path = ctx.rd / "models" / "standard.pt"
-        if not path.exists():
-            raise RunFolderError(f"{path}: missing (run the 'standard' stage first)")
-        base_predictor = init_base_predictor("checkpoint", factory=_factory(ctx, vocab, "composed"),
-                                             checkpoint=path, key="model")
+    base_predictor = _initial_f(ctx, vocab, name, init, denoiser)
     model = ComposedSequence(base_predictor, denoiser)
     obj = T.ComposedObjective(k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
                               scale=c.composed_scale, length_normalize=c.composed_length_normalize,
                               label_smoothing=c.label_smoothing, max_len=tokenizer_info(ctx)["max_decode_len"],
-                              cap_factor=c.max_len_factor, seed=derive_seed(c.seed, "composed", "samples"),
+                              cap_factor=c.max_len_factor, seed=derive_seed(c.seed, name, "samples"),
                               amp=c.amp)
 
     def eval_fn(_model) -> dict:
         return {"val_nll": T.composed_val_nll(model, val, obj.max_len, c.decode_batch_size, ctx.device, c.amp)}
 
-    info = fit_stage(ctx, "composed", model, lambda m, batch: T.composed_loss(m, batch, obj), corpus, val,
-                steps=c.composed_steps, lr=c.composed_lr, warmup=c.composed_warmup,
-                batch_size=c.composed_batch_size, eval_fn=eval_fn, save=base_predictor)
+    info = fit_stage(ctx, name, model, lambda mod, batch: T.composed_loss(mod, batch, obj), corpus, val,
+                     batch_size=c.composed_batch_size, eval_fn=eval_fn, save=base_predictor, **hp)
     unchanged = all(torch.equal(before[k], v) for k, v in denoiser.state_dict().items())
     if not unchanged:  # the core's freeze() guarantees this; a failure here is a bug, not noise
-        raise RuntimeError("composed fine-tuning changed the frozen denoiser")
-    return {**info, "composed_init": c.composed_init, "denoiser_unchanged": unchanged}
+        raise RuntimeError(f"method '{name}' changed the frozen denoiser")
+    return {**info, "init": init, "denoiser_unchanged": unchanged}
