@@ -16,9 +16,9 @@ from .model import ModelConfig
 
 __all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES"]
 
-# the registry objectives (composedft.methods) this pipeline trains: token NLL and the
-# score-function composed loss (simulations/code/stages.py implements both)
-CODE_OBJECTIVES = ("standard", "composed")
+# the registry objectives (composedft.methods) this pipeline trains: token NLL, the score-function
+# composed loss, and each + SMART's smoothness term on the source embeddings (stages.py)
+CODE_OBJECTIVES = ("standard", "composed", "smart", "composed+smart")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ class CodeConfig:
     composed_scale: float = 1.0       # explicit scale of the score-function term
     composed_length_normalize: bool = True  # log p_Π(y|ŷ) per token (reward scale independent of length)
     composed_batch_size: int = 32     # inputs per composed step (each with K samples)
+    # ---- SMART (docs/related-methods.md §1; the paper's defaults; smart, composed+smart) ------
+    smart_eps: float = 1e-5           # l_inf radius of the source-embedding perturbation
+    smart_step: float = 1e-3          # ascent step (one step, random start of std smart_eps)
+    smart_lambda: float = 1.0         # weight of the smoothness term (no Bregman term here)
     # ---- evaluation -------------------------------------------------------------------------
     decode_batch_size: int = 100      # sequences per decoding batch
     beam: int = 1                     # 1 = greedy (default, as the paper)

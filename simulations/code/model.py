@@ -197,8 +197,11 @@ class Seq2SeqTransformer(nn.Module):
             with torch.no_grad():
                 m.weight[self.cfg.pad_id].zero_()
 
-    def _embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def _embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0,
+               delta: torch.Tensor | None = None) -> torch.Tensor:
         x = table(tokens) * math.sqrt(self.cfg.d_model)
+        if delta is not None:  # SMART's perturbation of the (scaled) token embeddings
+            x = x + delta
         pos = sinusoidal_positions(tokens.size(1), self.cfg.d_model, offset, tokens.device)
         return self.drop(x + pos.to(x.dtype))
 
@@ -206,10 +209,11 @@ class Seq2SeqTransformer(nn.Module):
         """Key mask [B, 1, 1, S]: True where a source token is real (not padding)."""
         return (src != self.cfg.pad_id)[:, None, None, :]
 
-    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode ``src`` [B, S] (right-padded). Returns memory [B, S, D] and its key mask."""
+    def encode(self, src: torch.Tensor, src_delta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode ``src`` [B, S] (right-padded), its embeddings shifted by ``src_delta`` [B, S, D]
+        when given (SMART). Returns memory [B, S, D] and its key mask."""
         mask = self.src_mask(src)
-        x = self._embed(self.src_embed, src)
+        x = self._embed(self.src_embed, src, delta=src_delta)
         for layer in self.enc_layers:
             x = layer(x, mask)
         return self.enc_ln(x), mask
@@ -221,9 +225,9 @@ class Seq2SeqTransformer(nn.Module):
             x = layer(x, layer.cross_attn.project_kv(memory), src_mask)
         return self.lm_head(self.dec_ln(x))
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_delta: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of ``p(y_t | y_<t, x)`` for every position of ``tgt_in`` (= <bos> + y[:-1])."""
-        memory, mask = self.encode(src)
+        memory, mask = self.encode(src, src_delta)
         return self.decode(tgt_in, memory, mask)
 
     # ---- incremental decoding ---------------------------------------------------------------

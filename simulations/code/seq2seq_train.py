@@ -30,12 +30,13 @@ from composedft.estimators import composed_sequence_loss
 from composedft.objectives import standard_nll
 from composedft.seeding import derive_seed, torch_generator
 from composedft.sequence import ComposedSequence, as_source, posthoc_decode, teacher_forcing_inputs
+from composedft.smart import SmartConfig, adversarial_perturbation, smoothness_term, sym_kl
 from composedft.train import TrainConfig, TrainResult, train
 
 from .decode import EOS, PAD, beam_search, greedy_decode, max_len_from_data, strip_special
 
 __all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "corpus_lengths", "make_batch", "nll_loss",
-           "ComposedObjective", "composed_loss", "composed_loss_from_samples", "sample_cap", "mean_nll", "translate",
+           "smart_term", "ComposedObjective", "composed_loss", "composed_loss_from_samples", "sample_cap", "mean_nll", "translate",
            "teacher_forcing_inputs", "fit"]
 
 
@@ -151,6 +152,32 @@ def nll_loss(model: nn.Module, batch: dict, *, label_smoothing: float = 0.0, amp
                             reduction="sum") / batch["norm"]
     return standard_nll(logits, batch["tgt_out"], pad_id=PAD, label_smoothing=label_smoothing,
                         reduction="mean")
+
+
+def smart_term(model: nn.Module, batch: dict, scfg: SmartConfig, seed: int, *, amp: bool = True) -> torch.Tensor:
+    """SMART's smoothness term on the source embeddings (docs/related-methods.md §1): the per-token
+    symmetric KL between f's next-token distributions at the perturbed and the clean embeddings,
+    averaged over real target tokens. The perturbation (random start from ``derive_seed(seed,
+    step)``, ``scfg.num_steps`` normalized ascent steps, ε-box) is :func:`composedft.smart.adversarial_perturbation`
+    with one example per sequence; gradients reach f through both sides, as in the paper."""
+    src, tgt_in, real = batch["src"], batch["tgt_in"], (batch["tgt_out"] != PAD).to(torch.float32)
+    step = int(batch.get("step", 0))
+    dtype = model.src_embed.weight.dtype
+    noise = torch.randn(src.shape + (model.cfg.d_model,), generator=torch_generator(derive_seed(seed, "smart", step)),
+                        dtype=dtype)
+    zero = torch.zeros_like(noise, device=src.device)
+
+    def divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:  # [B, T, V] -> per sequence [B]
+        return (sym_kl(p.to(dtype), q.to(dtype)) * real.to(dtype)).sum(-1)
+
+    def fn(delta: torch.Tensor) -> torch.Tensor:
+        with autocast(src.device, amp):
+            return model(src, tgt_in, src_delta=delta)
+
+    clean = fn(None)
+    delta = adversarial_perturbation(fn, zero, clean, scfg, divergence=divergence, example_dims=1,
+                                     noise=noise.to(src.device))
+    return smoothness_term(fn, zero, clean, delta, divergence=divergence).sum() / real.sum().clamp_min(1)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 one stage per trained method of the core registry (:mod:`composedft.methods`), all through the
 core training loop. This module implements the registry's objectives for token sequences:
 
-    standard  token NLL of the labeled pairs (direct, standard)
-    composed  the score-function composed loss through the frozen Π + λ NLL (composed, ...)
+    standard        token NLL of the labeled pairs (direct, standard)
+    composed        the score-function composed loss through the frozen Π + λ NLL (composed, ...)
+    smart           standard + λ_s SMART smoothness term on f's source embeddings (smart)
+    composed+smart  composed + the same term on f (composed+smart)
 
 and the registry's inits: random, Π's weights, or another method's saved f. A method's step,
 learning-rate and warm-up fields are ``<method>_steps`` etc. when the config has them, else
@@ -22,6 +24,7 @@ from composedft.io import CheckpointError, load_checkpoint
 from composedft.methods import get_method, resolve_init, training_phases, with_dependencies
 from composedft.seeding import derive_seed
 from composedft.sequence import ComposedSequence
+from composedft.smart import SmartConfig
 from composedft.train import TrainConfig
 
 from . import seq2seq_train as T
@@ -147,8 +150,10 @@ def nll_loss_fn(ls: float, amp: bool = True):
 
 
 def _hyper(cfg, name: str, objective: str) -> dict:
-    """steps / lr / warmup of a method: its own ``<name>_*`` fields, else its objective's."""
-    prefix = name if hasattr(cfg, f"{name}_steps") else objective
+    """steps / lr / warmup of a method: its own ``<name>_*`` fields, else its objective's (a SMART
+    variant uses its base objective's: smart -> standard, composed+smart -> composed)."""
+    base = {"smart": "standard", "composed+smart": "composed"}.get(objective, objective)
+    prefix = name if hasattr(cfg, f"{name}_steps") else base
     return {k: getattr(cfg, f"{prefix}_{k}") for k in ("steps", "lr", "warmup")}
 
 
@@ -185,9 +190,15 @@ def stage_method(ctx: Context, name: str):
     init, hp = resolve_init(m, c), _hyper(c, name, m.objective)
     vocab = load_tokenizer(ctx)
     corpus, val = corpora(ctx, vocab, denoiser=False)
-    if m.objective == "standard":
-        return fit_stage(ctx, name, _initial_f(ctx, vocab, name, init), nll_loss_fn(c.label_smoothing, c.amp),
-                         corpus, val, batch_size=c.batch_size, **hp)
+    with_smart = m.objective.endswith("smart")
+    scfg = SmartConfig(eps=c.smart_eps, init_std=c.smart_eps, step_size=c.smart_step, lambda_s=c.smart_lambda, mu=0.0)
+    smart_seed = derive_seed(c.seed, name, "smart")
+    if m.objective in ("standard", "smart"):
+        nll = nll_loss_fn(c.label_smoothing, c.amp)
+        loss_fn = nll if not with_smart else (
+            lambda f, batch: nll(f, batch) + scfg.lambda_s * T.smart_term(f, batch, scfg, smart_seed, amp=c.amp))
+        return fit_stage(ctx, name, _initial_f(ctx, vocab, name, init), loss_fn, corpus, val,
+                         batch_size=c.batch_size, **hp)
     denoiser = freeze(load_model(ctx, "denoiser", vocab, denoiser=True))
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
     base_predictor = _initial_f(ctx, vocab, name, init, denoiser)
@@ -201,7 +212,13 @@ def stage_method(ctx: Context, name: str):
     def eval_fn(_model) -> dict:
         return {"val_nll": T.composed_val_nll(model, val, obj.max_len, c.decode_batch_size, ctx.device, c.amp)}
 
-    info = fit_stage(ctx, name, model, lambda mod, batch: T.composed_loss(mod, batch, obj), corpus, val,
+    def loss_fn(mod, batch):
+        loss, stats = T.composed_loss(mod, batch, obj)
+        if with_smart:
+            loss = loss + scfg.lambda_s * T.smart_term(mod.base_predictor, batch, scfg, smart_seed, amp=c.amp)
+        return loss, stats
+
+    info = fit_stage(ctx, name, model, loss_fn, corpus, val,
                      batch_size=c.composed_batch_size, eval_fn=eval_fn, save=base_predictor, **hp)
     unchanged = all(torch.equal(before[k], v) for k, v in denoiser.state_dict().items())
     if not unchanged:  # the core's freeze() guarantees this; a failure here is a bug, not noise

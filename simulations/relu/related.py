@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from composedft.grouping import group_mean, group_neurons
-from composedft.methods import METHODS, Method, register_method
+from composedft.methods import METHODS, Method, get_method, register_method
 from composedft.seeding import derive_seed
 from composedft.smart import (SmartConfig, adversarial_perturbation, bregman_term, ema_update, momentum_at,
                               smoothness_term)
@@ -187,8 +187,7 @@ def _register() -> None:
     """The three methods in the core registry, and their objectives in the batched trainer's terms
     (loss weights; the rest of each objective is its hooks, :func:`hooks_for`)."""
     specs = [
-        (Method("smart", "denoiser", "smart", False,
-                description="init from Pi; ||f - y||^2 + SMART smoothness and Bregman terms"), 1.0),
+        (get_method("smart"), 1.0),  # registered in the core (the code pipeline runs it too)
         (Method("linearized", "denoiser", "linearized", False,
                 description="init from Pi; train the first-order Taylor model of f around Pi (eNTK)"), 0.0),
         (Method("grouped", "denoiser", "grouped", False,
@@ -197,8 +196,8 @@ def _register() -> None:
     for m, std_weight in specs:
         if m.name not in METHODS:  # importing twice (e.g. reloads in tests) is harmless
             register_method(m)
-            register_objective(m.objective, ReluObjective(lambda c, s, w=std_weight: w, lambda c, s: 0.0),
-                               overwrite=True)
+        register_objective(m.objective, ReluObjective(lambda c, s, w=std_weight: w, lambda c, s: 0.0),
+                           overwrite=True)
 
 
 _register()
