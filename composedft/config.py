@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
 __all__ = ["ConfigError", "apply_overrides", "cfg_to_dict", "cfg_from_dict", "describe_fields", "parse_config",
+           "parse_experiment_cli",
            "parse_overrides"]
 
 
@@ -207,3 +209,33 @@ def parse_config(cls: type[T], presets: Mapping[str, T], argv: Sequence[str] | N
             raise ConfigError(f"{path}: {err}") from None
     cfg = apply_overrides(cfg, parse_overrides(rest))
     return cfg, ns
+
+
+def parse_experiment_cli(cls: type[T], presets: Mapping[str, T], argv: Sequence[str] | None, *, prog: str,
+                         default_preset: str, source: str,
+                         validate: Callable[[T], Any] | None = None) -> tuple[T, str] | int:
+    """The shared command line of an experiment: ``[--preset P] --out DIR [--field=value ...]``.
+
+    Returns ``(config, out)``, or the exit code when there is nothing to run: 0 after ``--help``
+    (usage, presets and every field with the preset's value), 2 after a usage or config error
+    (one line on stderr naming the field). ``source`` is the file that documents the fields.
+    """
+    usage = f"usage: {prog} [--preset {{{','.join(presets)}}}] --out DIR [--field=value ...]"
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--out", help="output folder")
+    extra.add_argument("--help", "-h", action="store_true")
+    try:
+        cfg, ns = parse_config(cls, presets, argv, prog=prog, default_preset=default_preset, extra=extra)
+        if validate is not None:
+            validate(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if ns.help:
+        print(f"{usage}\npresets: {', '.join(presets)}\nfields (values of this preset; "
+              f"see {source} for their meaning):\n{describe_fields(cfg)}")
+        return 0
+    if not ns.out:
+        print(f"{usage}\nerror: --out is required", file=sys.stderr)
+        return 2
+    return cfg, ns.out

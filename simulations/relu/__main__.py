@@ -5,13 +5,12 @@ data), ``DIR/config.json`` and ``DIR/manifest.json``; re-running resumes an inte
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import torch
 
-from composedft.config import ConfigError, describe_fields, parse_config
+from composedft.config import parse_experiment_cli
 from composedft.io import DataFileError
 from composedft.runs import RunDir
 from composedft.seeding import seed_everything
@@ -19,32 +18,17 @@ from composedft.seeding import seed_everything
 from .config import PRESETS, ReluConfig, validate
 from .sweep import plan, run_sweep
 
-USAGE = "usage: python -m simulations.relu [--preset {smoke,quick,full}] --out DIR [--field=value ...]"
-
-
 def main(argv: list[str] | None = None) -> int:
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--out", help="output folder")
-    extra.add_argument("--help", "-h", action="store_true")
-    try:
-        cfg, ns = parse_config(ReluConfig, PRESETS, argv, prog="python -m simulations.relu",
-                               default_preset="quick", extra=extra)
-        validate(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if ns.help:
-        print(f"{USAGE}\npresets: {', '.join(PRESETS)}\nfields (values of this preset; "
-              f"see simulations/relu/config.py for their meaning):\n{describe_fields(cfg)}")
-        return 0
-    if not ns.out:
-        print(f"{USAGE}\nerror: --out is required", file=sys.stderr)
-        return 2
+    parsed = parse_experiment_cli(ReluConfig, PRESETS, argv, prog="python -m simulations.relu",
+                                  default_preset="quick", source="simulations/relu/config.py", validate=validate)
+    if isinstance(parsed, int):
+        return parsed
+    cfg, out = parsed
     torch.set_default_dtype(torch.float64)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(0)
-    run = RunDir(ns.out)
+    run = RunDir(out)
     run.write_config(cfg)
     t0 = time.time()
     try:

@@ -104,12 +104,16 @@ def claims(rows: list[dict], ratio: float = 3.0, run_dir: str | Path | None = No
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m simulations.relu.summary", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="folder written by python -m simulations.relu")
     ap.add_argument("--ratio", type=float, default=3.0, help="norm ratio the complexity claim asks for")
     ap.add_argument("--claims-only", action="store_true", help="print only the claim lines")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         rows = load_rows(args.run_dir)
     except DataFileError as err:
