@@ -1,13 +1,13 @@
 """The composed model Π∘f: a trainable base predictor f followed by a frozen denoiser Π.
 
-Composed fine-tuning (Xie, Ma & Liang, ICML 2021; docs README §1) keeps the pre-trained
+Composed fine-tuning (Xie, Ma & Liang, ICML 2021; docs/method.md §1) keeps the pre-trained
 denoiser Π fixed and trains only f. "Fixed" means three things here, each enforced rather than
 assumed: Π's parameters do not require grad (so they are never handed to an optimizer and get no
 ``.grad``), Π stays in eval mode (no dropout, no BatchNorm statistics updates) even when the
 composed module is put in train mode, and nothing in training writes to Π's tensors.
 
 The base predictor is initialized from Π's weights (the paper), from any checkpoint (the
-reference code starts from the standard fine-tuned model, paper-notes §2.2), or at random
+reference code starts from the standard fine-tuned model, docs/method.md §1.4), or at random
 ("direct").
 """
 from __future__ import annotations

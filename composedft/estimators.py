@@ -15,7 +15,7 @@ for any baseline b that does not depend on ŷ. With K samples ŷ_1..ŷ_K per inp
   factor (K-1)/K (equivalently: the gradient is that of a smaller learning rate). Kept because it
   is common; prefer ``"loo"``.
 
-What the reference code did instead (paper-notes §2.2, §6.4): one sample, no baseline, a hidden
+What the reference code did instead (docs/method.md §3.3, docs/reference-pitfalls.md §2): one sample, no baseline, a hidden
 ``/10``, a clamp at -50 that zeroes gradients, pads counted in log p(ŷ). Here every scale is an
 argument, nothing is clamped, and the reward is detached (Π gets no gradient).
 """

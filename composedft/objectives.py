@@ -1,6 +1,6 @@
 """Training objectives: standard fine-tuning, composed fine-tuning (continuous), post-hoc prediction.
 
-The objective (docs README §1, paper-notes §2.1), written as a loss to minimize:
+The objective (docs/method.md §2), written as a loss to minimize:
 
     L(f) = E_(x,y) [ -E_{ŷ~p_f(·|x)} log p_Π(y | ŷ)  -  λ log p_f(y | x) ].            (1)
 
@@ -70,7 +70,7 @@ def sequence_logprob(logits: torch.Tensor, tokens: torch.Tensor, pad_id: int,
             tokens[:, t]).
         tokens: ``[B, T]`` token ids, right-padded with ``pad_id``.
         pad_id: padding id; those positions contribute nothing (the reference code summed
-            log p(<pad>) over the padded length, paper-notes §2.2 step 3).
+            log p(<pad>) over the padded length, docs/reference-pitfalls.md §2.4).
         length_normalize: divide each row by its true length (its number of non-pad tokens).
 
     Returns:
@@ -118,7 +118,7 @@ def posthoc_predict(base_predictor: nn.Module, denoiser: nn.Module, x: Any) -> A
     """Prediction Π(f(x)) without gradients, both models in eval mode (restored afterwards).
 
     This is the composed model's prediction and, applied to a standard fine-tuned f, the
-    "post-hoc denoiser" baseline (paper-notes §4.4).
+    "post-hoc denoiser" baseline (docs/method.md §1.3).
     """
     modes = (base_predictor.training, denoiser.training)
     base_predictor.eval()

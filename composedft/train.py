@@ -12,7 +12,7 @@ run that was never interrupted (tested on CPU; on CUDA this also needs determini
 ``seed_everything(..., deterministic=True)``).
 
 Only parameters that require grad reach the optimizer, so a frozen denoiser is never stepped
-or weight-decayed (paper-notes §2.2: the reference code builds its optimizer from f's
+or weight-decayed (docs/method.md §1.5: the reference code builds its optimizer from f's
 parameters alone).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ suffice: replacing any feasible f by the linear spline through its values at the
 with f's own tail slopes, lowers int|f''| (secant slopes are averages of f') and keeps the
 boundary term. This is *not* the closed-form formula: the LP never evaluates R.
 
-Bounded-domain pitfall (related-methods.md 6.2): the LP only sees the constraint points. f(x) = x
+Bounded-domain pitfall (docs/method.md §4.1): the LP only sees the constraint points. f(x) = x
 constrained on [-1, 4] costs 1 (one unit kinked at -1), not R(x) = 2; to pin a function on all of
 R add constraint points far outside (``far_points``).
 """

@@ -5,7 +5,7 @@ Objective (full batch, seeded, Adam with a cosine learning-rate decay):
     loss(f) + (lam / 2) * (||a||^2 + ||W||^2),      biases b and c unregularized,
 
 so at a stationary point the weight norm equals the path norm and approaches the minimal R of
-the constraint set as lam -> 0 (related-methods.md 6.1). Losses:
+the constraint set as lam -> 0 (docs/method.md §4.1). Losses:
 
 * ``"mse"``       mean (f(x) - y)^2                                  (standard: fit the staircase)
 * ``"band"``      mean relu(|f(x) - y| - beta)^2                     (composed with rounding:

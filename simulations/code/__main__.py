@@ -64,7 +64,7 @@ def cmd_make_sanstype(a) -> int:
         write_sanstype(out / split, generate(sizes[split], seed=a.seed * 100 + k, ood=ood, id_prefix=f"{split}-"))
         print(f"{split}: {sizes[split]} programs in {time.perf_counter() - t0:.1f}s")
     if not (out / "denoise_train.tgt").exists():
-        # Denoiser pairs: corrupt(y) -> y on fresh programs from the same generator (§2.3).
+        # Denoiser pairs: corrupt(y) -> y on fresh programs from the same generator (docs/data-formats.md §5.1).
         rng = np.random.default_rng(a.seed * 100 + 50)
         progs = generate_programs(a.n_unlabeled, seed=a.seed * 100 + 51, id_prefix="unlabeled-")
         pairs = [Example(p.id, corrupt_sanstype(p.tgt, rng), p.tgt) for p in progs]

@@ -52,7 +52,7 @@ class CodeConfig:
     relu_dropout: float = 0.2         # FFN activation dropout
     denoiser_dropout: float = 0.4     # residual dropout while pre-training Π (SANSTYPE run_synthetic)
     share_embeddings: bool = True     # one joint embedding matrix (src, tgt, output)
-    # ---- optimisation (Adam(0.9, 0.98), inverse-sqrt schedule, paper §4.1) -------------------
+    # ---- optimisation (Adam(0.9, 0.98), inverse-sqrt schedule, docs/experiments.md §3.3) -------------------
     batch_size: int = 128             # sequences per optimizer step (global, over DDP ranks)
     weight_decay: float = 1e-4        # decoupled weight decay
     grad_clip: float = 0.0            # max grad norm (0 = off, as the reference)
@@ -70,7 +70,7 @@ class CodeConfig:
     composed_warmup: int = 90
     label_smoothing: float = 0.0      # on the NLL terms (SPoC 0.1-0.2)
     eval_every: int = 200             # validation (token NLL on val) every N steps; best is kept
-    # ---- composed objective (README §1; our fixes of the reference estimator) ----------------
+    # ---- composed objective (docs/method.md §2; our fixes of the reference estimator, docs/method.md §3.3) ----------------
     composed_init: Literal["denoiser", "standard"] = "denoiser"  # composed f's init: Π (paper, the
                                       # registry's default) or the standard f (reference; presets)
     composed_k: int = 4               # samples ŷ per input
@@ -143,7 +143,7 @@ def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) ->
 # the reference code starts composed fine-tuning from the standard fine-tuned f (docs/method.md §1)
 SANSTYPE_PAPER = CodeConfig(composed_init="standard")
 
-# SPoC (§4.2): 5+5 layers, 8 heads, dropout 0.4, label smoothing, lr 1e-3 with 4000 warmup;
+# SPoC (docs/experiments.md §4.3): 5+5 layers, 8 heads, dropout 0.4, label smoothing, lr 1e-3 with 4000 warmup;
 # composed at lr 1e-4 / 2000 warmup for 20 epochs, LS 0.05 (we keep one LS for all stages).
 SPOC_PAPER = replace(
     SANSTYPE_PAPER, dataset="spoc", vocab_size=10000, bpe_byte_fallback=True, n_heads=8, n_layers=5, dropout=0.4, denoiser_dropout=0.4,

@@ -96,7 +96,7 @@ def _batch_fn(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counte
 
 def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int, batch_size: int) -> TrainConfig:
     """The core loop's configuration of one stage: AdamW(0.9, 0.98), fairseq's inverse-sqrt
-    schedule after a linear warm-up (paper §4.1), model selection on the validation metric."""
+    schedule after a linear warm-up (docs/experiments.md §3.3), model selection on the validation metric."""
     c = ctx.cfg
     return TrainConfig(lr=lr, steps=steps, batch_size=batch_size, weight_decay=c.weight_decay, betas=(0.9, 0.98),
                        grad_clip=c.grad_clip, schedule="inverse_sqrt", warmup=warmup, eval_every=c.eval_every,

@@ -1,1 +1,1 @@
-"""Two-layer ReLU simulation of standard vs composed fine-tuning (docs README §2-3)."""
+"""Two-layer ReLU simulation of standard vs composed fine-tuning (docs/method.md §4, docs/experiments.md §2)."""

@@ -13,7 +13,7 @@ show (paper_repro.md records 3k, 15k and 30k budgets). lambda = 0.1 gives the co
 restoring force where Pi is flat: at lambda = 0 some seeds park points on a wrong plateau (zero
 pathwise gradient there) and stay.
 
-Geometry (README §2, related-methods §6.5): plateau i (i = 0..k-1) has height ``i*h`` on the
+Geometry (docs/method.md §4.3, docs/experiments.md §2.1): plateau i (i = 0..k-1) has height ``i*h`` on the
 interval ``[i*(L+delta), i*(L+delta)+L]``. The first ``k - k_ood`` intervals are labeled (ID);
 the last ``k_ood`` are the out-of-distribution extrapolation test. Every interval lies inside the
 rounding cell of the linear map ``x -> h*(x - L/2)/(L+delta)``, so a linear base predictor

@@ -1,6 +1,6 @@
 """Per-network metrics: norms (via ``theory.norms``) and ID/OOD errors after projection.
 
-Norm conventions (related-methods §6.1, free biases): weight norm (1/2)sum(a^2 + w^2), path norm
+Norm conventions (docs/method.md §4.1, free biases): weight norm (1/2)sum(a^2 + w^2), path norm
 sum|a w| (the weight norm minimized over rescalings), and the function-space norm
 R(f) = max(int|f''|, |f'(-inf) + f'(+inf)|) of the function the network computes (Savarese
 et al. 2019), the smallest weight norm of any network computing f.

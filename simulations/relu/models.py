@@ -35,7 +35,7 @@ def forward(p: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 
 
 def weight_penalty(p: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Per-network Savarese cost (1/2) sum_j (a_j^2 + w_j^2), biases free (related-methods §6.1)."""
+    """Per-network Savarese cost (1/2) sum_j (a_j^2 + w_j^2), biases free (docs/method.md §4.1)."""
     return 0.5 * (p["a"].pow(2) + p["w"].pow(2)).sum(dim=1)
 
 

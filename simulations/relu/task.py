@@ -1,7 +1,7 @@
 """The 1-D staircase task: valid outputs are multiples of h on k disjoint intervals.
 
-Plateau i (i = 0..k-1) has height ``i*h`` on ``[i*(L+delta), i*(L+delta) + L]`` (README §2,
-related-methods §6.5). Labeled points come from the first ``k_train = k - k_ood`` intervals; the
+Plateau i (i = 0..k-1) has height ``i*h`` on ``[i*(L+delta), i*(L+delta) + L]`` (docs/method.md §4.3,
+docs/experiments.md §2.1). Labeled points come from the first ``k_train = k - k_ood`` intervals; the
 ID test draws fresh points from the same intervals, the OOD test from the intervals beyond them.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ objective is the *sum* of the per-network objectives; networks share no paramete
 receives exactly its own gradient, and Adam (element-wise) then updates each one exactly as if it
 were trained alone.
 
-Per-network objective (README §1, continuous outputs; related-methods §6.1):
+Per-network objective (docs/method.md §2, continuous outputs; docs/method.md §4.1):
 
     std_w * mean_i (f(x_i) - y_i)^2  +  comp_w * mean_i (Pi(f(x_i)) - y_i)^2
         + weight_decay * (1/2) sum_j (a_j^2 + w_j^2)  [+ method regularizer]
@@ -138,7 +138,7 @@ def knot_grid_fit(noisy: torch.Tensor, clean: torch.Tensor, widths: Sequence[int
     Row s gets ``widths[s]`` right-facing units relu(x - t_j) with knots t_j evenly spaced on
     ``[lo_s, hi_s]``; (a, c) minimise the mean squared denoising error plus ``ridge * |a|^2``
     (a linear least-squares problem, solved for all rows at once). The units are then rescaled to
-    balanced form |a_j| = |w_j| (same function, minimal weight norm, related-methods §6.1).
+    balanced form |a_j| = |w_j| (same function, minimal weight norm, docs/method.md §4.1).
     Gradient descent from a random start stays near the identity map for thousands of steps
     (spectral bias); this convex start gives the flat plateaus a denoiser needs.
     """
