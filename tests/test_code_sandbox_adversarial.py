@@ -64,7 +64,7 @@ def test_adversarial_programs_are_contained(workers):
     assert _sandbox_procs() == []                                    # nothing outlives a run
     if sandbox.capabilities()["root"]:
         assert [p for p in OUTSIDE if os.path.exists(p)] == []       # no file escaped
-    root = sandbox._sandbox_root()
+    root = sandbox.sandbox_root()
     assert [p for p in root.rglob("*") if p.is_file() and p.name not in ("prog",)] == []
 
 
