@@ -16,6 +16,16 @@ from simulations.code import sandbox
 from simulations.code.data import Example, TestCase, write_sanstype
 
 REPO = Path(__file__).resolve().parents[1]
+# Our runs get their own uid range, so that another evaluation running on a shared machine is
+# not mistaken for something our runs left behind (sandbox uid = UID_BASE + worker pid).
+sandbox.UID_BASE = 3_000_000
+os.environ["COMPOSEDFT_SANDBOX_UID_BASE"] = str(sandbox.UID_BASE)   # for CLI subprocesses
+
+
+def _ours(uid: int) -> bool:
+    return sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SPAN
+
+
 pytestmark = [pytest.mark.gpp, pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not on PATH")]
 H = "#include <bits/stdc++.h>\n#include <unistd.h>\nusing namespace std;\n"
 
@@ -89,7 +99,7 @@ def _sandbox_procs():
 
 def _is_sandboxed(d: Path) -> bool:
     try:
-        return d.stat().st_uid >= sandbox.UID_BASE and (d / "stat").read_text().split(") ")[1][0] != "Z"
+        return _ours(d.stat().st_uid) and (d / "stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return False
 

@@ -15,6 +15,16 @@ from simulations.code.data import Example, TestCase
 from simulations.code.evaluator import Compiler, Evaluator, default_cache_dir
 
 CAPS = sandbox.capabilities()
+# Our runs get their own uid range, so that another evaluation running on a shared machine is
+# not mistaken for something our runs left behind (sandbox uid = UID_BASE + worker pid).
+sandbox.UID_BASE = 3_000_000
+os.environ["COMPOSEDFT_SANDBOX_UID_BASE"] = str(sandbox.UID_BASE)   # for CLI subprocesses
+
+
+def _ours(uid: int) -> bool:
+    return sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SPAN
+
+
 pytestmark = [pytest.mark.gpp, pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not on PATH")]
 needs_root = pytest.mark.skipif(not CAPS["root"], reason="needs root (sandbox uid switch)")
 needs_jail = pytest.mark.skipif(not CAPS["namespaces"],
@@ -35,7 +45,7 @@ def _sandbox_procs() -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if d.stat().st_uid >= sandbox.UID_BASE and (d / "stat").read_text().split(") ")[1][0] != "Z":
+                if _ours(d.stat().st_uid) and (d / "stat").read_text().split(") ")[1][0] != "Z":
                     out.append(int(d.name))
             except (OSError, IndexError):
                 pass
@@ -60,7 +70,7 @@ def _tmp_litter() -> set[str]:
     out = set()
     for e in os.scandir("/tmp"):
         try:
-            if e.name.startswith("cft_adv") or e.stat(follow_symlinks=False).st_uid >= sandbox.UID_BASE:
+            if e.name.startswith("cft_adv") or _ours(e.stat(follow_symlinks=False).st_uid):
                 out.add(e.name)
         except OSError:
             pass

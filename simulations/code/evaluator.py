@@ -1,10 +1,11 @@
 """Compile-and-run evaluator: a program is correct iff it compiles and passes every test case.
 
-Protocol (paper-notes §4.1 / §4.2 metric, §5 harness, §6 item 5): pinned g++ flags recorded in
-the summary; ``bits/stdc++.h`` precompiled once per (compiler, flags) and cached; binaries and
-compiler verdicts cached by content hash; one process per core; every run in the sandbox of
-:mod:`simulations.code.sandbox` (2 s per test case by default); byte-exact stdout comparison; a
-program stops at its first failing case (as SPoC's ``run_tests`` does).
+Protocol (the paper's metric: a program is correct iff it passes all test cases, SPoC §4.2):
+pinned g++ flags recorded in the summary; ``bits/stdc++.h`` precompiled once per (compiler, flags)
+and cached; binaries and compiler verdicts cached by content hash (:mod:`.compiler`); one worker
+process per core; compiling and every run in the sandbox of :mod:`.sandbox` (docs/sandbox.md: a
+jail per worker, 2 CPU-seconds per test case by default); byte-exact stdout comparison; a program
+stops at its first failing case (as SPoC's ``run_tests`` does).
 
 Flags: ``-std=gnu++11 -O0 -w -pipe``, chosen on the gold programs (check-gold, all of TestW):
 ``-O0`` is the reference's flagless g++; the SPoC programs predate C++17, and under
@@ -13,7 +14,7 @@ Flags: ``-std=gnu++11 -O0 -w -pipe``, chosen on the gold programs (check-gold, a
 11 more (a non-void function without ``return``, uninitialized reads) into crashes or wrong
 output. TestW: 1,744/1,749 pass with these flags, 1,732/1,749 with ``-std=gnu++17 -O2``.
 
-Statuses: ``ok``, ``compile_error``, ``runtime_error`` (non-zero exit, signal, output cap),
+Statuses: ``ok``, ``compile_error``, ``runtime_error`` (non-zero exit, signal, output or memory cap),
 ``wrong_answer``, ``timeout``, ``missing`` (no prediction for that id).
 """
 from __future__ import annotations
@@ -113,8 +114,7 @@ class Evaluator:
         sandboxed processes (``_on_sigterm``)."""
         from .progress import Progress
         self.compiler.pch_include_dir()  # build once, before the workers start
-        sandbox.capabilities()
-        sandbox.sandbox_root()  # shared by forked workers, removed at exit by this process
+        sandbox.prepare()  # the sandbox directory and run init, shared by the forked workers
         # Longest jobs first keeps both cores busy at the end.
         order = sorted(tasks, key=lambda t: -len(t[3]))
         out: dict[int, dict] = {}

@@ -36,24 +36,30 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 from . import sandbox_ns as ns
+from .sandbox_init import build_init
 from .sandbox_ns import SandboxError
 from .sandbox_ws import Workspace, sandbox_root
 
 __all__ = ["Limits", "RunResult", "SandboxError", "run", "capabilities", "stray_processes",
-           "isolate_current_process", "configure", "kill_all_of_this_process", "sandbox_root", "UID_BASE"]
+           "isolate_current_process", "configure", "prepare", "kill_all_of_this_process", "sandbox_root", "UID_BASE", "UID_SPAN"]
 
-UID_BASE = 1_000_000
+# Sandbox uids are UID_BASE + worker pid; the environment can move the range (tests do, so that
+# other evaluations on a shared machine are not mistaken for leftovers of theirs).
+UID_BASE = int(os.environ.get("COMPOSEDFT_SANDBOX_UID_BASE", 1_000_000))
+UID_SPAN = 1 << 22  # pid_max is at most 2**22
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_STATUS = struct.Struct("<id")  # raw wait status of the program, CPU seconds of the run
+_STATUS = struct.Struct("<iid")  # init record: kind, wait status or errno, CPU seconds
 
 _lock = threading.Lock()
 _caps: dict | None = None
 _binds: dict[str, str] = {}
 _isolated = False
+_init_path: Path | None = None
 _ws: Workspace | None = None
 
 
@@ -133,6 +139,14 @@ def capabilities() -> dict:
     return _caps
 
 
+def prepare() -> None:
+    """Create the sandbox directory and build the run init (before forking workers: they share both)."""
+    global _init_path
+    sandbox_root()
+    if capabilities()["namespaces"] and (_init_path is None or not _init_path.exists()):
+        _init_path = build_init(sandbox_root())
+
+
 def configure(binds: dict[str, str | os.PathLike]) -> None:
     """Directories shown read-only in every later jail (e.g. ``{"pch": dir}``), before isolating."""
     _binds.update({k: str(v) for k, v in binds.items()})
@@ -161,6 +175,7 @@ def isolate_current_process() -> bool:
     ns.unshare(ns.CLONE_NEWNS | ns.CLONE_NEWNET)
     ns.make_mounts_private()
     _isolated = True
+    prepare()
     _ws = Workspace(_uid(), jailed=True, binds=dict(_binds))
     return True
 
@@ -198,64 +213,40 @@ def _drop_privileges(uid: int | None) -> None:
     ns.prctl(ns.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def _make_preexec(limits: Limits, uid: int | None, jail: str | None, status_w: int):
-    """The child's set-up between fork and exec (docs/sandbox.md §2).
-
-    Jailed: the child (A, outside) enters new PID + IPC namespaces and the chroot, then forks B,
-    the namespace's init (drops privileges, reaps everything, reports the program's wait status
-    and the run's CPU time on ``status_w``), which forks C, the program (rlimits, then exec).
-    A and B never return from here (returning would exec ``argv``).
-    """
+def _preexec_fallback(limits: Limits, uid: int | None):
+    """Without a jail: the child itself takes the rlimits and the sandbox uid, then execs."""
     rl = _rlimits(limits)
 
-    def program() -> None:  # C (or the only child in the fallback); returns -> exec
-        try:
-            ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if jail is None:
-                _drop_privileges(uid)
-            else:
-                os.close(status_w)
-            for what, lim in rl:
-                resource.setrlimit(what, lim)
-        except BaseException:
-            os._exit(125)
-
     def preexec() -> None:
-        if jail is None:
-            return program()
         ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-        ns.unshare(ns.CLONE_NEWPID | ns.CLONE_NEWIPC)
-        ns.enter_jail(jail)
-        b = os.fork()
-        if b:  # A: wait for the namespace's init, then leave
-            os.closerange(3, 65536)
-            os.waitpid(b, 0)
-            os._exit(0)
-        try:  # B: init of the PID namespace
-            ns.prctl(ns.PR_SET_DUMPABLE, 0)
-            _drop_privileges(uid)
-            ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-            c = os.fork()
-        except BaseException:
-            os._exit(125)
-        if c == 0:
-            return program()
-        os.closerange(3, status_w)
-        os.closerange(status_w + 1, 65536)
-        cpu, status = 0.0, 0
-        while True:
-            try:
-                pid, st, ru = os.wait4(-1, 0)
-            except ChildProcessError:
-                break
-            cpu += ru.ru_utime + ru.ru_stime
-            if pid == c:
-                status = st
-                break
-        os.write(status_w, _STATUS.pack(status, cpu))
-        os._exit(0)
+        _drop_privileges(uid)
+        for what, lim in rl:
+            resource.setrlimit(what, lim)
 
     return preexec
+
+
+def _init_argv(jail: Path, limits: Limits, uid: int, status_w: int, argv: Sequence[str]) -> list[str]:
+    """The command line of :mod:`.sandbox_init` for one jailed run."""
+    lim = dict(_rlimits(limits))
+    return [str(_init_path), str(jail), str(uid), str(status_w), *(str(lim[r][0]) for r in (
+        resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC,
+        resource.RLIMIT_NOFILE)), *argv]
+
+
+def _read_records(fd: int) -> tuple[int, float, bool]:
+    """(wait status, CPU s, found) from the init's records; SandboxError if the program did not
+    exec. ``found`` is False when the init died before reporting (killed by us, or broken)."""
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    st, cpu, found = signal.SIGKILL, 0.0, False  # no record: the init (and the program) was killed
+    for off in range(0, len(data) - _STATUS.size + 1, _STATUS.size):
+        kind, value, c = _STATUS.unpack_from(data, off)
+        if kind == 1:
+            raise SandboxError(f"could not start the program: {os.strerror(value)}")
+        st, cpu, found = value, c, True
+    return st, cpu, found
 
 
 def _monitor(proc: subprocess.Popen, limits: Limits, uid: int | None, ws: Workspace) -> tuple[str, float]:
@@ -276,8 +267,7 @@ def _monitor(proc: subprocess.Popen, limits: Limits, uid: int | None, ws: Worksp
             cpu = max(cpu, sum(p[3] for p in procs) / _TICK)
             if cpu > limits.time_s:
                 return "timeout", cpu
-            # B (the namespace's init, a fork of this process) is excluded: its pages are ours.
-            if sum(p[4] for p in procs if p[1] != proc.pid) * _PAGE > limits.memory_bytes:
+            if sum(p[4] for p in procs) * _PAGE > limits.memory_bytes:
                 return "memory", cpu
             if not ws.jailed and ws.disk_used() > limits.disk_bytes:
                 return "disk", cpu
@@ -298,10 +288,13 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
     proc = None
     try:
         try:
-            proc = subprocess.Popen(
-                list(argv), stdin=fin, stdout=fout, stderr=ferr, env=env, start_new_session=True,
-                cwd=None if ws.jailed else ws.cwd, close_fds=True, pass_fds=(status_w,),
-                preexec_fn=_make_preexec(limits, uid, str(ws.jail) if ws.jailed else None, status_w))
+            if ws.jailed:
+                cmd, pre = _init_argv(ws.jail, limits, uid, status_w, argv), None  # no preexec: vfork
+            else:
+                cmd, pre = list(argv), _preexec_fallback(limits, uid)
+            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, env=env, start_new_session=True,
+                                    cwd=None if ws.jailed else ws.cwd, close_fds=True, pass_fds=(status_w,),
+                                    preexec_fn=pre)
         except (OSError, subprocess.SubprocessError) as e:
             raise SandboxError(f"could not start {argv[0]}: {e}") from e
         finally:
@@ -311,9 +304,9 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
         ns.kill_run(uid, proc.pid, proc.pid)
         _, st, ru = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(st)
+        found = True
         if ws.jailed:
-            raw = os.read(status_r, _STATUS.size)
-            st, cpu = _STATUS.unpack(raw) if len(raw) == _STATUS.size else (signal.SIGKILL, 0.0)
+            st, cpu, found = _read_records(status_r)
         else:
             cpu = ru.ru_utime + ru.ru_stime
         rc = os.waitstatus_to_exitcode(st)
@@ -324,8 +317,8 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
             ns.kill_run(uid, proc.pid, proc.pid)
             proc.wait()
         ws.clean()
-    if rc == 125 and ws.jailed and verdict == "":
-        raise SandboxError("sandbox set-up failed in the child")
+    if not found and verdict == "":
+        raise SandboxError(f"the sandbox init failed before the program ran (exit {proc.returncode})")
     cpu = max(cpu, polled_cpu)
     timed_out = verdict == "timeout" or rc == -signal.SIGXCPU or cpu > limits.time_s
     fout.seek(0)
@@ -378,7 +371,7 @@ def run(argv: Sequence[str], stdin: bytes | str = b"", limits: Limits = Limits()
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8", "surrogateescape")
     with _lock:
-        sandbox_root()
+        prepare()
         if caps["namespaces"] and not _isolated:
             return _run_in_helper(argv, stdin, limits, dict(files or {}), tuple(collect))
         return _run_here(argv, stdin, limits, dict(files or {}), tuple(collect))
