@@ -42,6 +42,7 @@ from typing import Sequence
 from . import sandbox_ns as ns
 from .sandbox_init import build_init
 from .sandbox_ns import SandboxError
+from . import sandbox_ws
 from .sandbox_ws import Workspace, sandbox_root
 
 __all__ = ["Limits", "RunResult", "SandboxError", "run", "capabilities", "stray_processes",
@@ -174,7 +175,7 @@ def isolate_current_process() -> bool:
         return False
     ns.unshare(ns.CLONE_NEWNS | ns.CLONE_NEWNET)
     ns.make_mounts_private()
-    _isolated = True
+    _isolated = sandbox_ws.keep_root = True
     prepare()
     _ws = Workspace(_uid(), jailed=True, binds=dict(_binds))
     return True

@@ -24,21 +24,25 @@ from . import sandbox_ns as ns
 __all__ = ["Workspace", "sandbox_root"]
 
 _root_dir: Path | None = None
+_root_pid = 0            # the process that created the root removes it
+keep_root = False        # set in an isolated process: its view holds jail mounts, never rmtree them
 
 
 def sandbox_root() -> Path:
     """This evaluation's ``/tmp/cft-sbx-*`` directory (shared by forked workers, removed at exit)."""
-    global _root_dir
+    global _root_dir, _root_pid
     if _root_dir is None or not _root_dir.is_dir():
-        _root_dir = Path(tempfile.mkdtemp(prefix="cft-sbx-"))
+        _root_dir, _root_pid = Path(tempfile.mkdtemp(prefix="cft-sbx-")), os.getpid()
         os.chmod(_root_dir, 0o711)  # traversable, not listable, by the sandbox uid (fallback)
         atexit.register(remove_root)
     return _root_dir
 
 
 def remove_root() -> None:
-    """Remove the sandbox root (only from the process that created it: others see jail mounts)."""
-    if _root_dir is not None and _root_dir.is_dir():
+    """Remove the sandbox root: only from the process that created it, and only if that process
+    is not isolated (in its own mount namespace the jails are mounted: rmtree would descend into
+    the read-only binds of /usr). Seen from the host, jails are empty directories."""
+    if _root_dir is not None and _root_pid == os.getpid() and not keep_root and _root_dir.is_dir():
         shutil.rmtree(_root_dir, ignore_errors=True)
 
 
