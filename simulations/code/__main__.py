@@ -30,7 +30,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the summary JSON here")
     p.add_argument("--workers", type=_positive_int, default=None, help="parallel workers (default: cores)")
     p.add_argument("--time-limit", type=_positive_float, default=2.0,
-                   help="CPU seconds per test case (wall-clock backstop 3x + 2 s)")
+                   help="CPU seconds per test case (wall-clock backstop 10x + 5 s)")
     p.add_argument("--cache-dir", default=None, help="PCH/binary cache (default ~/.cache/composedft)")
     p.add_argument("--flags", default=None, help="g++ flags, space-separated (default: the pinned ones)")
 
