@@ -204,3 +204,21 @@ def test_verdict_is_cpu_time_not_wall_time(clean_state):
     assert r.status == "ok" and r.wall_s > 1.4 and r.cpu_s < 0.5        # slept 1.5 s of wall time
     r = sandbox.run(["/bin/sh", "-c", "sleep 30"], "", sandbox.Limits(time_s=1.0, wall_s=2.0))
     assert r.status == "timeout" and 1.9 < r.wall_s < 10                 # the wall-clock backstop
+
+
+def test_compiler_limits_are_not_cached_and_leave_no_temporaries(monkeypatch, clean_state):
+    from simulations.code import compiler as cc
+    # 2^17 distinct template instantiations: several CPU-seconds of g++, far over 0.3 s
+    slow = (H + "template<int N, int M> struct T { static const long v = T<N - 1, 2 * M>::v + T<N - 1, 2 * M + 1>::v; };\n"
+                "template<int M> struct T<0, M> { static const long v = M % 7; };\n"
+                "int main(){ cout << T<17, 0>::v << endl; }")
+    c = Compiler(default_cache_dir())
+    c.pch_include_dir()
+    monkeypatch.setattr(cc, "COMPILE_LIMITS", sandbox.Limits(time_s=0.3, wall_s=20, memory_bytes=2 << 30,
+                                                             disk_bytes=64 << 20, nproc=32, nofile=256))
+    h = cc.hashlib.sha256((c.key + "\0" + slow).encode()).hexdigest()
+    err = c.cache_dir / "bin" / h[:2] / (h + ".err")
+    for _ in range(2):   # the second call compiles again: the first verdict was not cached
+        binp, msg = c.compile(slow)
+        assert binp is None and msg.startswith("compiler stopped: time limit exceeded"), msg
+        assert not err.exists() and not err.with_suffix("").exists()
