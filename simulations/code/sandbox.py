@@ -296,8 +296,8 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
             else:
                 cmd, pre = list(argv), _preexec_fallback(limits, uid)
             proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, env=env, start_new_session=True,
-                                    cwd=None if ws.jailed else ws.cwd, close_fds=True, pass_fds=(status_w,) if ws.jailed else (),
-                                    preexec_fn=pre)
+                                    cwd=None if ws.jailed else ws.cwd, close_fds=True,
+                                    pass_fds=(status_w,) if ws.jailed else (), preexec_fn=pre)
         except (OSError, subprocess.SubprocessError) as e:
             raise SandboxError(f"could not start {argv[0]}: {e}") from e
         finally:

@@ -117,12 +117,6 @@ def build_jail(jail: Path, uid: int | None, disk_bytes: int, binds: dict[str, st
     return box
 
 
-def enter_jail(jail: str) -> None:
-    """``chroot`` into the jail and ``cd /box`` (called in the child, while still root)."""
-    os.chroot(jail)
-    os.chdir("/box")
-
-
 def procs_of(uid: int | None, sid: int | None) -> list[tuple[int, int, str, int, int]]:
     """(pid, ppid, state, cpu ticks, rss pages) of processes owned by ``uid`` (or in session ``sid``).
 
