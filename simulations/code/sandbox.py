@@ -24,7 +24,6 @@ session, polling of total memory and disk, and (as root) the uid switch still ap
 """
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import resource
@@ -35,18 +34,18 @@ import struct
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from . import sandbox_ns as ns
 from .sandbox_init import build_init
+from .sandbox_limits import Limits, RunResult, rlimits as _rlimits
 from .sandbox_ns import SandboxError
 from . import sandbox_ws
 from .sandbox_ws import Workspace, sandbox_root
 
 __all__ = ["Limits", "RunResult", "SandboxError", "run", "capabilities", "stray_processes",
-           "isolate_current_process", "configure", "prepare", "kill_all_of_this_process", "sandbox_root", "UID_BASE", "UID_SPAN"]
+           "isolate_current_process", "configure", "prepare", "stop_helper", "kill_all_of_this_process", "sandbox_root", "UID_BASE", "UID_SPAN"]
 
 # Sandbox uids are UID_BASE + worker pid; the environment can move the range (tests do, so that
 # other evaluations on a shared machine are not mistaken for leftovers of theirs).
@@ -62,70 +61,6 @@ _binds: dict[str, str] = {}
 _isolated = False
 _init_path: Path | None = None
 _ws: Workspace | None = None
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Limits of one run (docs/sandbox.md §3). ``cpu_s``: per-process ``RLIMIT_CPU``, default
-    ``ceil(time_s) + 1``; ``wall_s``: backstop, default ``10 * time_s + 5``."""
-    time_s: float = 2.0
-    cpu_s: int | None = None
-    memory_bytes: int = 1 << 30
-    output_bytes: int = 8 << 20
-    disk_bytes: int = 64 << 20
-    nproc: int = 16
-    nofile: int = 64
-    stderr_keep: int = 4096
-    wall_s: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("time_s", "memory_bytes", "output_bytes", "disk_bytes", "nproc", "nofile",
-                     "stderr_keep", "cpu_s", "wall_s"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"Limits.{name}: must be a positive finite number, got {v!r}")
-
-    @property
-    def wall_limit(self) -> float:
-        """The wall-clock backstop: generous, so that only sleeping programs meet it (a correct
-        program near its CPU limit on a 2-core machine running 10 other jobs stays under it)."""
-        return self.wall_s if self.wall_s is not None else 10 * self.time_s + 5
-
-
-@dataclass(frozen=True)
-class RunResult:
-    returncode: int | None      # exit status, or -signal
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    output_limited: bool
-    wall_s: float
-    cpu_s: float = 0.0
-    memory_limited: bool = False
-    files: dict = field(default_factory=dict)   # collected regular files of /box, name -> bytes
-
-    @property
-    def status(self) -> str:
-        """``ok`` (exit 0), ``timeout`` or ``runtime_error``."""
-        if self.timed_out:
-            return "timeout"
-        if self.output_limited or self.memory_limited or self.returncode != 0:
-            return "runtime_error"
-        return "ok"
-
-    @property
-    def detail(self) -> str:
-        if self.timed_out:
-            return "time limit exceeded"
-        if self.output_limited:
-            return "output limit exceeded"
-        if self.memory_limited:
-            return "memory limit exceeded"
-        if self.returncode is not None and self.returncode < 0:
-            return f"killed by signal {signal.Signals(-self.returncode).name}"
-        if self.returncode:
-            return f"exit status {self.returncode}"
-        return ""
 
 
 def capabilities() -> dict:
@@ -190,22 +125,13 @@ def stray_processes(uid: int | None = None, sid: int | None = None) -> list[int]
 
 def kill_all_of_this_process() -> None:
     """Kill every sandboxed process this process started (signal handlers call this)."""
+    stop_helper()
     if capabilities()["root"]:
         for pid in stray_processes(_uid()):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def _rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
-    cpu = limits.cpu_s if limits.cpu_s is not None else int(math.ceil(limits.time_s)) + 1
-    return [(resource.RLIMIT_CPU, (cpu, cpu + 1)),
-            (resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes)),
-            (resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes)),
-            (resource.RLIMIT_NPROC, (limits.nproc, limits.nproc)),
-            (resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile)),
-            (resource.RLIMIT_CORE, (0, 0))]
 
 
 def _drop_privileges(uid: int | None) -> None:
@@ -333,32 +259,78 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
                      verdict == "memory", {k: v for k, v in collected.items() if v is not None})
 
 
-def _run_in_helper(*args) -> RunResult:
-    """Run in a forked helper that isolates itself (this process keeps its network and mounts)."""
-    r, w = os.pipe()
+_helper: tuple[int, int, object, object] | None = None   # (owner pid, helper pid, to, from)
+
+
+def _helper_main(rfd: int, wfd: int) -> None:
+    """The helper process: isolate once, then serve runs sent as pickles until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, lambda *_: (kill_all_of_this_process(), os._exit(143)))
+    ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+    rf, wf = os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb")
+    isolate_current_process()
+    while True:
+        try:
+            args = pickle.load(rf)
+        except (EOFError, OSError):
+            os._exit(0)
+        try:
+            out = ("ok", _run_here(*args))
+        except BaseException as e:
+            out = ("err", f"{type(e).__name__}: {e}")
+        pickle.dump(out, wf)
+        wf.flush()
+
+
+def _start_helper() -> tuple[int, int, object, object]:
+    r1, w1 = os.pipe()   # requests
+    r2, w2 = os.pipe()   # results
     pid = os.fork()
     if pid == 0:
-        os.close(r)
+        os.close(w1)
+        os.close(r2)
         try:
-            ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-            isolate_current_process()
-            data = pickle.dumps(("ok", _run_here(*args)))
-        except BaseException as e:
-            data = pickle.dumps(("err", f"{type(e).__name__}: {e}"))
-        with os.fdopen(w, "wb") as fh:
-            fh.write(data)
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as fh:
-        data = fh.read()
-    os.waitpid(pid, 0)
-    shutil.rmtree(sandbox_root() / f"w{pid}", ignore_errors=True)  # empty dirs, host view
-    if not data:
-        raise SandboxError("the sandbox helper died")
-    kind, val = pickle.loads(data)
+            _helper_main(r1, w2)
+        finally:
+            os._exit(1)
+    os.close(r1)
+    os.close(w2)
+    return os.getpid(), pid, os.fdopen(w1, "wb"), os.fdopen(r2, "rb")
+
+
+def _run_in_helper(*args) -> RunResult:
+    """Run in a long-lived forked helper that isolated itself (this process keeps its network
+    and mounts; building a jail per run would cost more than the run)."""
+    global _helper
+    if _helper is None or _helper[0] != os.getpid():
+        _helper = _start_helper()
+    _, pid, to, frm = _helper
+    try:
+        pickle.dump(args, to)
+        to.flush()
+        kind, val = pickle.load(frm)
+    except (EOFError, OSError, pickle.UnpicklingError) as e:
+        stop_helper()
+        raise SandboxError(f"the sandbox helper died ({type(e).__name__})") from None
     if kind == "err":
         raise SandboxError(val)
     return val
+
+
+def stop_helper() -> None:
+    """Stop this process's helper (its runs are killed by its SIGTERM handler)."""
+    global _helper
+    if _helper is not None and _helper[0] == os.getpid():
+        _, pid, to, frm = _helper
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        shutil.rmtree(sandbox_root() / f"w{pid}", ignore_errors=True)  # empty dirs, host view
+        to.close()
+        frm.close()
+    _helper = None
 
 
 def run(argv: Sequence[str], stdin: bytes | str = b"", limits: Limits = Limits(),
