@@ -90,6 +90,7 @@ def test_unusable_paths_are_refused(split, tmp_path):
                   "--json", "not a directory")
     _assert_error(_cli("evaluate", "--data", data, "--predictions", preds, "--cache-dir", preds), "--cache-dir")
     _assert_error(_cli("evaluate", "--data", data, "--predictions", preds, "--workers", "-2"), "--workers")
+    _assert_error(_cli("make-sanstype", "--out", preds), str(preds))
 
 
 def _sandbox_procs():

@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except (DataFormatError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError) as e:
+    except (DataFormatError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
