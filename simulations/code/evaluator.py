@@ -19,9 +19,9 @@ Statuses: ``ok``, ``compile_error``, ``runtime_error`` (non-zero exit, signal, o
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -31,6 +31,7 @@ from typing import Sequence
 from . import sandbox
 from .compiler import DEFAULT_FLAGS, Compiler, default_cache_dir
 from .data import Example, TestCase
+from .workers import imap_unordered
 
 __all__ = ["DEFAULT_FLAGS", "STATUSES", "Compiler", "Evaluator", "default_cache_dir",
            "read_predictions"]
@@ -67,7 +68,7 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def _init_worker(compiler: Compiler, limits: sandbox.Limits) -> None:
-    """Pool initializer: private namespaces + jail once per worker (docs/sandbox.md §2); Ctrl-C
+    """Worker initializer: private namespaces + jail once per worker (docs/sandbox.md §2); Ctrl-C
     is handled by the parent alone, which stops the workers with SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -109,20 +110,18 @@ class Evaluator:
         self.progress = progress
 
     def _map(self, tasks: list[tuple[int, str, str, tuple[TestCase, ...]]]) -> dict[int, dict]:
-        """Run the tasks in a pool (always: the workers hold the namespaces, this process does
-        not); returns slot -> record. An interrupt terminates the pool, whose workers kill their
-        sandboxed processes (``_on_sigterm``)."""
+        """Run the tasks in worker processes (always: the workers hold the namespaces, this
+        process does not); returns slot -> record. An interrupt stops the workers with SIGTERM;
+        each kills its sandboxed processes (``_on_sigterm``)."""
         from .progress import Progress
         self.compiler.pch_include_dir()  # build once, before the workers start
         sandbox.prepare()  # the sandbox directory and run init, shared by the forked workers
         # Longest jobs first keeps both cores busy at the end.
         order = sorted(tasks, key=lambda t: -len(t[3]))
         out: dict[int, dict] = {}
-        ctx = mp.get_context("fork")
-        with Progress(len(tasks), "programs", enabled=self.progress) as bar, \
-                ctx.Pool(min(self.workers, max(len(tasks), 1)), initializer=_init_worker,
-                         initargs=(self.compiler, self.limits)) as pool:
-            for slot, rec in pool.imap_unordered(_worker_task, order, chunksize=1):
+        init = functools.partial(_init_worker, self.compiler, self.limits)
+        with Progress(len(tasks), "programs", enabled=self.progress) as bar:
+            for slot, rec in imap_unordered(_worker_task, order, self.workers, init):
                 out[slot] = rec
                 bar.update(rec["status"] == "ok")
         return out
