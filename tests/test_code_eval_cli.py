@@ -136,3 +136,20 @@ def test_signal_stops_the_evaluation_cleanly(split, tmp_path, sig, rc, word):
         time.sleep(0.1)
     assert _sandbox_procs() == []
     assert list(tmp.iterdir()) == []
+
+
+def test_code_config_refuses_negative_or_non_finite_numbers():
+    """Every numeric field of CodeConfig, set negative (or NaN), is refused naming that field."""
+    from dataclasses import fields, replace
+
+    from composedft.config import ConfigError
+    from simulations.code.config import PRESETS
+    base = PRESETS["toy"]
+    numeric = [f.name for f in fields(base) if type(getattr(base, f.name)) in (int, float)]
+    assert {"eval_workers", "time_limit_s", "direct_steps", "n_labeled", "threads"} <= set(numeric)
+    for name in numeric:
+        for bad in (-1, float("nan")):
+            with pytest.raises(ConfigError, match=f"field '{name}'"):
+                replace(base, **{name: type(getattr(base, name))(bad) if bad == -1 else bad})
+    with pytest.raises(ConfigError, match="field 'time_limit_s'"):
+        replace(base, time_limit_s=0.0)
