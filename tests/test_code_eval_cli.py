@@ -153,3 +153,21 @@ def test_code_config_refuses_negative_or_non_finite_numbers():
                 replace(base, **{name: type(getattr(base, name))(bad) if bad == -1 else bad})
     with pytest.raises(ConfigError, match="field 'time_limit_s'"):
         replace(base, time_limit_s=0.0)
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal():
+    import io
+
+    from simulations.code.progress import Progress
+    buf = io.StringIO()                       # not a tty: periodic plain lines, no bar
+    with Progress(4, "programs", every_s=0.0, stream=buf) as bar:
+        for passed in (True, False, True, True):
+            bar.update(passed)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 5                    # one per update (every_s=0) and one at the end
+    assert lines[1].startswith("2/4 programs,") and "pass rate 50.0%" in lines[1]
+    assert lines[-1].startswith("4/4 programs,") and "pass rate 75.0%" in lines[-1]
+    quiet = io.StringIO()
+    with Progress(2, "programs", enabled=False, stream=quiet) as bar:
+        bar.update(True)
+    assert quiet.getvalue() == ""
