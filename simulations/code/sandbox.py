@@ -259,7 +259,7 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
                      verdict == "memory", {k: v for k, v in collected.items() if v is not None})
 
 
-_helper: tuple[int, int, object, object] | None = None   # (owner pid, helper pid, to, from)
+_helper: tuple | None = None   # (owner pid, helper pid, to, from, binds of its jail)
 
 
 def _helper_main(rfd: int, wfd: int) -> None:
@@ -282,7 +282,7 @@ def _helper_main(rfd: int, wfd: int) -> None:
         wf.flush()
 
 
-def _start_helper() -> tuple[int, int, object, object]:
+def _start_helper() -> tuple:
     r1, w1 = os.pipe()   # requests
     r2, w2 = os.pipe()   # results
     pid = os.fork()
@@ -295,16 +295,18 @@ def _start_helper() -> tuple[int, int, object, object]:
             os._exit(1)
     os.close(r1)
     os.close(w2)
-    return os.getpid(), pid, os.fdopen(w1, "wb"), os.fdopen(r2, "rb")
+    return os.getpid(), pid, os.fdopen(w1, "wb"), os.fdopen(r2, "rb"), dict(_binds)
 
 
 def _run_in_helper(*args) -> RunResult:
     """Run in a long-lived forked helper that isolated itself (this process keeps its network
     and mounts; building a jail per run would cost more than the run)."""
     global _helper
+    if _helper is not None and _helper[0] == os.getpid() and _helper[4] != _binds:
+        stop_helper()   # its jail was built with other read-only binds (another PCH)
     if _helper is None or _helper[0] != os.getpid():
         _helper = _start_helper()
-    _, pid, to, frm = _helper
+    _, pid, to, frm, _ = _helper
     try:
         pickle.dump(args, to)
         to.flush()
@@ -321,7 +323,7 @@ def stop_helper() -> None:
     """Stop this process's helper (its runs are killed by its SIGTERM handler)."""
     global _helper
     if _helper is not None and _helper[0] == os.getpid():
-        _, pid, to, frm = _helper
+        _, pid, to, frm, _ = _helper
         try:
             os.kill(pid, signal.SIGTERM)
             os.waitpid(pid, 0)
