@@ -98,6 +98,21 @@ def _sandbox_procs():
     return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _is_sandboxed(d)]
 
 
+def _session(sid: int) -> list[str]:
+    """``pid state wchan cmdline`` of the processes in session ``sid`` (diagnostics)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                st = (d / "stat").read_text().rsplit(") ", 1)[1].split()
+                if int(st[3]) == sid:
+                    out.append(f"{d.name} {st[0]} {(d / 'wchan').read_text()} "
+                               f"{(d / 'cmdline').read_bytes()[:80]!r}")
+            except (OSError, IndexError):
+                pass
+    return out
+
+
 def _is_sandboxed(d: Path) -> bool:
     try:
         return _ours(d.stat().st_uid) and (d / "stat").read_text().split(") ")[1][0] != "Z"
@@ -114,10 +129,12 @@ def test_signal_stops_the_evaluation_cleanly(split, tmp_path, sig, rc, word):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}   # the sandbox directory is created under TMPDIR
-    proc = subprocess.Popen([sys.executable, "-m", "simulations.code", "evaluate", "--data", str(data),
-                             "--predictions", str(preds), "--time-limit", "60", "--workers", "2"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    err_path = tmp_path / "stderr.txt"   # a file, not a pipe: the exit is what is waited for
+    with open(err_path, "w") as err_f:
+        proc = subprocess.Popen([sys.executable, "-m", "simulations.code", "evaluate", "--data", str(data),
+                                 "--predictions", str(preds), "--time-limit", "60", "--workers", "2"],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err_f, text=True,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while len(_sandbox_procs()) < 2 and time.monotonic() < deadline:   # programs are running
@@ -125,10 +142,15 @@ def test_signal_stops_the_evaluation_cleanly(split, tmp_path, sig, rc, word):
         assert _sandbox_procs(), "the evaluation never started its programs"
         # Ctrl-C reaches the whole foreground process group; SIGTERM only the main process.
         (os.killpg if sig == signal.SIGINT else os.kill)(proc.pid, sig)
-        out, err = proc.communicate(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 60 s after {sig.name}; its processes: {_session(proc.pid)}; "
+                        f"stderr: {err_path.read_text()[-2000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    out, err = "", err_path.read_text()
     assert proc.returncode == rc, (out, err)
     assert "Traceback" not in err and err.strip().count("\n") == 0 and word in err, err
     deadline = time.monotonic() + 10   # killed processes may take a moment to be reaped
