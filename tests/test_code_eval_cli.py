@@ -98,6 +98,12 @@ def _sandbox_procs():
     return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _is_sandboxed(d)]
 
 
+def _default_sigint() -> None:
+    """As in a terminal: a test suite started in the background (``cmd &`` in a script) has
+    SIGINT ignored, and a Python child keeps an inherited SIG_IGN (it would never see Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _session(sid: int) -> list[str]:
     """``pid state wchan cmdline`` of the processes in session ``sid`` (diagnostics)."""
     out = []
@@ -134,7 +140,7 @@ def test_signal_stops_the_evaluation_cleanly(split, tmp_path, sig, rc, word):
         proc = subprocess.Popen([sys.executable, "-m", "simulations.code", "evaluate", "--data", str(data),
                                  "--predictions", str(preds), "--time-limit", "60", "--workers", "2"],
                                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err_f, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 120
         while len(_sandbox_procs()) < 2 and time.monotonic() < deadline:   # programs are running
