@@ -9,6 +9,16 @@ from simulations.code import sandbox
 from simulations.code.data import Example, TestCase
 from simulations.code.evaluator import Evaluator
 
+# Our runs get their own uid range, so that another evaluation running on a shared machine is
+# not mistaken for something our runs left behind (sandbox uid = UID_BASE + worker pid).
+sandbox.UID_BASE = 3_000_000
+os.environ["COMPOSEDFT_SANDBOX_UID_BASE"] = str(sandbox.UID_BASE)   # for CLI subprocesses
+
+
+def _ours(uid: int) -> bool:
+    return sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SPAN
+
+
 pytestmark = [pytest.mark.gpp, pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not on PATH")]
 
 H = "#include <bits/stdc++.h>\n#include <unistd.h>\n#include <sys/socket.h>\n#include <netinet/in.h>\n" \
@@ -40,7 +50,7 @@ def _sandbox_procs():
         if d.name.isdigit():
             try:
                 st = (d / "stat").read_text()
-                if d.stat().st_uid >= sandbox.UID_BASE and st[st.rfind(")") + 2] != "Z":
+                if _ours(d.stat().st_uid) and st[st.rfind(")") + 2] != "Z":
                     out.append(int(d.name))
             except OSError:
                 pass
@@ -64,8 +74,8 @@ def test_adversarial_programs_are_contained(workers):
     assert _sandbox_procs() == []                                    # nothing outlives a run
     if sandbox.capabilities()["root"]:
         assert [p for p in OUTSIDE if os.path.exists(p)] == []       # no file escaped
-    root = sandbox._sandbox_root()
-    assert [p for p in root.rglob("*") if p.is_file() and p.name not in ("prog",)] == []
+    root = sandbox.sandbox_root()
+    assert [p for p in root.rglob("*") if p.is_file() and p.name != "prog" and not p.name.startswith("cft-init-")] == []
 
 
 def test_run_reports_limits_directly(tmp_path):

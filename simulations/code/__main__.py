@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,17 +30,56 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="SPoC .tsv or SANSTYPE split prefix")
     p.add_argument("--testcases", default=None, help="SPoC test-case folder (default: beside the TSV)")
     p.add_argument("--json", default=None, help="write the summary JSON here")
-    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores)")
-    p.add_argument("--time-limit", type=float, default=2.0, help="seconds per test case")
+    p.add_argument("--workers", type=_positive_int, default=None, help="parallel workers (default: cores)")
+    p.add_argument("--time-limit", type=_positive_float, default=2.0,
+                   help="CPU seconds per test case (wall-clock backstop 10x + 5 s)")
     p.add_argument("--cache-dir", default=None, help="PCH/binary cache (default ~/.cache/composedft)")
     p.add_argument("--flags", default=None, help="g++ flags, space-separated (default: the pinned ones)")
 
 
+def _check_out_path(opt: str, path: str | None) -> None:
+    """An output path must not be a directory and its parent must be a directory."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{opt} {path}: is a directory, expected a file path")
+    parent = p.absolute().parent
+    if not parent.is_dir():
+        raise ValueError(f"{opt} {path}: parent {parent} is not a directory")
+
+
 def _evaluator(a):
-    from .evaluator import Evaluator
-    from .evaluator import DEFAULT_FLAGS
+    from .evaluator import DEFAULT_FLAGS, Evaluator
     flags = tuple(a.flags.split()) if a.flags else DEFAULT_FLAGS
-    return Evaluator(workers=a.workers, time_limit_s=a.time_limit, cache_dir=a.cache_dir, flags=flags)
+    for opt in ("json", "records"):
+        _check_out_path(f"--{opt}", getattr(a, opt, None))
+    if a.cache_dir and Path(a.cache_dir).exists() and not Path(a.cache_dir).is_dir():
+        raise ValueError(f"--cache-dir {a.cache_dir}: not a directory")
+    return Evaluator(workers=a.workers, time_limit_s=a.time_limit, cache_dir=a.cache_dir, flags=flags,
+                     progress=True)
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a positive finite number (``--time-limit``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a positive integer (``--workers``, ``--limit``)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
 
 
 def _write_json(path: str | None, obj: dict) -> None:
@@ -126,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-gold", help="run the gold programs of a dataset through the evaluator")
     _add_eval_args(p)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=_positive_int, default=None)
     p.add_argument("--source", choices=("tgt", "raw"), default="tgt",
                    help="tgt: detokenized .tgt (what models predict); raw: SPoC's original code lines")
     p.set_defaults(func=cmd_check_gold)
@@ -148,13 +189,41 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that cleanup runs (docs/sandbox.md §5)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _cleanup_sandbox() -> None:
+    """Kill whatever sandboxed process is left and remove the sandbox directory."""
+    if "simulations.code.sandbox" in sys.modules:
+        from . import sandbox, sandbox_ws
+        sandbox.kill_all_of_this_process()
+        sandbox_ws.remove_root()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except (DataFormatError, ValueError, FileNotFoundError) as e:
+    except (DataFormatError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        _cleanup_sandbox()
+        print("error: interrupted (SIGINT); sandboxed programs killed, sandbox removed", file=sys.stderr)
+        return 130
+    except Terminated:
+        _cleanup_sandbox()
+        print("error: terminated (SIGTERM); sandboxed programs killed, sandbox removed", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

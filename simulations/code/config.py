@@ -7,7 +7,8 @@ sequences, converted at that rate (e.g. SANSTYPE direct: 500 epochs x ~6 updates
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 from composedft.config import ConfigError
@@ -99,6 +100,17 @@ class CodeConfig:
                                 "composed-base")  # evaluated; what they start from is trained too
 
     def validate(self) -> None:
+        """Refuse impossible values, naming the field: every count, step, limit, rate and worker
+        number must be finite and non-negative (docs/sandbox.md §6), some strictly positive."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"field '{f.name}': must be a finite number >= 0, got {v!r}")
+        for name in ("time_limit_s", "d_model", "n_heads", "n_layers", "d_ff", "max_len_factor"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"field '{name}': must be > 0, got {getattr(self, name)!r}")
         self._check_methods()
         if self.d_model % self.n_heads:
             raise ConfigError(f"field 'n_heads': d_model={self.d_model} is not divisible by n_heads={self.n_heads}")

@@ -1,10 +1,11 @@
 """Compile-and-run evaluator: a program is correct iff it compiles and passes every test case.
 
-Protocol (paper-notes §4.1 / §4.2 metric, §5 harness, §6 item 5): pinned g++ flags recorded in
-the summary; ``bits/stdc++.h`` precompiled once per (compiler, flags) and cached; binaries and
-compiler verdicts cached by content hash; one process per core; every run in the sandbox of
-:mod:`simulations.code.sandbox` (2 s per test case by default); byte-exact stdout comparison; a
-program stops at its first failing case (as SPoC's ``run_tests`` does).
+Protocol (the paper's metric: a program is correct iff it passes all test cases, SPoC §4.2):
+pinned g++ flags recorded in the summary; ``bits/stdc++.h`` precompiled once per (compiler, flags)
+and cached; binaries and compiler verdicts cached by content hash (:mod:`.compiler`); one worker
+process per core; compiling and every run in the sandbox of :mod:`.sandbox` (docs/sandbox.md: a
+jail per worker, 2 CPU-seconds per test case by default); byte-exact stdout comparison; a program
+stops at its first failing case (as SPoC's ``run_tests`` does).
 
 Flags: ``-std=gnu++11 -O0 -w -pipe``, chosen on the gold programs (check-gold, all of TestW):
 ``-O0`` is the reference's flagless g++; the SPoC programs predate C++17, and under
@@ -13,184 +14,29 @@ Flags: ``-std=gnu++11 -O0 -w -pipe``, chosen on the gold programs (check-gold, a
 11 more (a non-void function without ``return``, uninitialized reads) into crashes or wrong
 output. TestW: 1,744/1,749 pass with these flags, 1,732/1,749 with ``-std=gnu++17 -O2``.
 
-Statuses: ``ok``, ``compile_error``, ``runtime_error`` (non-zero exit, signal, output cap),
+Statuses: ``ok``, ``compile_error``, ``runtime_error`` (non-zero exit, signal, output or memory cap),
 ``wrong_answer``, ``timeout``, ``missing`` (no prediction for that id).
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
-import multiprocessing as mp
+import math
 import os
-import re
-import resource
-import shutil
-import subprocess
-import tempfile
+import signal
 import time
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 from . import sandbox
+from .compiler import DEFAULT_FLAGS, Compiler, default_cache_dir
 from .data import Example, TestCase
+from .workers import imap_unordered
 
 __all__ = ["DEFAULT_FLAGS", "STATUSES", "Compiler", "Evaluator", "default_cache_dir",
            "read_predictions"]
 
-DEFAULT_FLAGS = ("-std=gnu++11", "-O0", "-w", "-pipe")
 STATUSES = ("ok", "compile_error", "runtime_error", "wrong_answer", "timeout", "missing")
-COMPILE_TIMEOUT_S = 60.0
-
-
-def default_cache_dir() -> Path:
-    """``$COMPOSEDFT_CACHE`` or ``~/.cache/composedft``."""
-    env = os.environ.get("COMPOSEDFT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "composedft"
-
-
-@lru_cache(maxsize=None)
-def _compiler_version(cxx: str) -> str:
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise RuntimeError(f"C++ compiler {cxx!r} not usable: {e}") from e
-    return out.splitlines()[0].strip() if out else cxx
-
-
-def _limit_compiler() -> None:
-    # g++ on hostile source: bounded memory, CPU time and output size; its own session so the
-    # whole compiler process tree can be killed on timeout.
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-    resource.setrlimit(resource.RLIMIT_CPU, (int(COMPILE_TIMEOUT_S), int(COMPILE_TIMEOUT_S) + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (512 << 20, 512 << 20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _run_compiler(argv: list[str], cwd: str) -> tuple[int, str]:
-    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limit_compiler,
-                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"})
-    try:
-        out, _ = proc.communicate(timeout=COMPILE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.communicate()
-        return -9, "compiler timeout"
-    return proc.returncode, out.decode("utf-8", "replace")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class Compiler:
-    """g++ with pinned flags, a cached precompiled header and content-addressed caches."""
-    cache_dir: Path
-    flags: tuple[str, ...] = DEFAULT_FLAGS
-    cxx: str = "g++"
-    use_pch: bool = True
-
-    @property
-    def version(self) -> str:
-        return _compiler_version(self.cxx)
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps([self.version, self.cxx, list(self.flags)]).encode()).hexdigest()[:20]
-
-    def pch_include_dir(self) -> Path | None:
-        """Directory holding ``bits/stdc++.h.gch``, built on first use (None if disabled/failed).
-
-        Built in a temporary directory and renamed into place, so concurrent builders never
-        leave a half-written header; a checked marker records that g++ actually uses it.
-        """
-        if not self.use_pch:
-            return None
-        final = self.cache_dir / "pch" / self.key
-        if (final / "OK").exists():
-            return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
-        try:
-            header = _find_stdcxx_header(self.cxx, self.flags)
-            (tmp / "bits").mkdir()
-            rc, out = _run_compiler([self.cxx, *self.flags, "-x", "c++-header", header,
-                                     "-o", str(tmp / "bits" / "stdc++.h.gch")], str(tmp))
-            if rc != 0:
-                raise RuntimeError(f"building the precompiled header failed: {out[:2000]}")
-            probe = tmp / "probe.cpp"
-            probe.write_text("#include <bits/stdc++.h>\nint main(){return 0;}\n")
-            rc, out = _run_compiler([self.cxx, *self.flags, "-Winvalid-pch", "-H", "-fsyntax-only",
-                                     "-I", str(tmp), str(probe)], str(tmp))
-            if rc != 0 or not re.search(r"^! .*stdc\+\+\.h\.gch", out, re.M):
-                raise RuntimeError(f"g++ does not use the precompiled header: {out[:2000]}")
-            probe.unlink()
-            (tmp / "OK").write_text(self.version + "\n" + " ".join(self.flags) + "\n")
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process won the race; use its copy
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return final if (final / "OK").exists() else None
-
-    def _argv(self, src: str, extra: Sequence[str]) -> list[str]:
-        argv = [self.cxx, *self.flags]
-        inc = self.pch_include_dir()
-        if inc is not None:
-            argv += ["-I", str(inc)]
-        return argv + list(extra) + [src]
-
-    def compile(self, source: str) -> tuple[Path | None, str]:
-        """(binary path, "") or (None, compiler message); both outcomes are cached by hash."""
-        h = hashlib.sha256((self.key + "\0" + source).encode("utf-8", "surrogateescape")).hexdigest()
-        binp = self.cache_dir / "bin" / h[:2] / h
-        errp = binp.with_suffix(".err")
-        if binp.exists():
-            return binp, ""
-        if errp.exists():
-            return None, errp.read_text(errors="replace")
-        with tempfile.TemporaryDirectory(prefix="cft-cc-") as td:
-            (Path(td) / "prog.cpp").write_bytes(source.encode("utf-8", "surrogateescape"))
-            rc, out = _run_compiler(self._argv("prog.cpp", ["-o", "prog"]), td)
-            if rc == 0 and (Path(td) / "prog").exists():
-                binp.parent.mkdir(parents=True, exist_ok=True)
-                tmp = binp.parent / f".tmp-{os.getpid()}-{h}"
-                shutil.move(str(Path(td) / "prog"), tmp)
-                os.replace(tmp, binp)
-                return binp, ""
-        msg = out[-4000:] or f"g++ exit status {rc}"
-        _atomic_write(errp, msg.encode())
-        return None, msg
-
-    def syntax_ok(self, source: str) -> bool:
-        """Does ``source`` pass ``g++ -fsyntax-only`` (with the precompiled header)? Cached."""
-        h = hashlib.sha256((self.key + "\0syntax\0" + source).encode("utf-8", "surrogateescape")).hexdigest()
-        p = self.cache_dir / "syntax" / h[:2] / h
-        if p.exists():
-            return p.read_bytes() == b"1"
-        with tempfile.TemporaryDirectory(prefix="cft-cc-") as td:
-            (Path(td) / "prog.cpp").write_bytes(source.encode("utf-8", "surrogateescape"))
-            rc, _ = _run_compiler(self._argv("prog.cpp", ["-fsyntax-only"]), td)
-        _atomic_write(p, b"1" if rc == 0 else b"0")
-        return rc == 0
-
-
-def _find_stdcxx_header(cxx: str, flags: Sequence[str]) -> str:
-    proc = subprocess.run([cxx, *flags, "-x", "c++", "-E", "-H", "-", "-o", os.devnull],
-                          input="#include <bits/stdc++.h>\n", capture_output=True, text=True, timeout=60)
-    m = re.search(r"^\. (\S*bits/stdc\+\+\.h)$", proc.stderr, re.M)
-    if not m:
-        raise RuntimeError(f"cannot locate bits/stdc++.h with {cxx}: {proc.stderr[:500]}")
-    return m.group(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,67 +61,94 @@ def _check_program(compiler: Compiler, pid: str, source: str, cases: Sequence[Te
 _WORKER: dict = {}
 
 
+def _on_sigterm(signum, frame) -> None:
+    """A worker told to stop (the parent was interrupted): kill its sandboxed processes, leave."""
+    sandbox.kill_all_of_this_process()
+    os._exit(128 + signum)
+
+
 def _init_worker(compiler: Compiler, limits: sandbox.Limits) -> None:
+    """Worker initializer: private namespaces + jail once per worker (docs/sandbox.md §2); Ctrl-C
+    is handled by the parent alone, which stops the workers with SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     _WORKER["compiler"], _WORKER["limits"] = compiler, limits
-    sandbox.isolate_current_process()  # pool workers only: one netns/mountns per worker
+    sandbox.isolate_current_process()
 
 
-def _worker_task(task: tuple[str, str, tuple[TestCase, ...]]) -> dict:
-    pid, source, cases = task
+def _worker_task(task: tuple[int, str, str, tuple[TestCase, ...]]) -> tuple[int, dict]:
+    slot, pid, source, cases = task
     try:
-        return _check_program(_WORKER["compiler"], pid, source, cases, _WORKER["limits"])
+        return slot, _check_program(_WORKER["compiler"], pid, source, cases, _WORKER["limits"])
     except Exception as e:  # never lose the whole evaluation to one program
-        return {"id": pid, "status": "runtime_error", "first_failing_case": None,
-                "detail": f"evaluator error: {type(e).__name__}: {e}"}
+        return slot, {"id": pid, "status": "runtime_error", "first_failing_case": None,
+                      "detail": f"evaluator error: {type(e).__name__}: {e}"}
+
+
+def _positive(name: str, v, integer: bool = False) -> None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    if not ok or (integer and int(v) != v):
+        raise ValueError(f"{name}: must be a positive finite {'integer' if integer else 'number'}, got {v!r}")
 
 
 class Evaluator:
-    """Evaluate C++ predictions against examples' test cases, in parallel."""
+    """Evaluate C++ predictions against examples' test cases, in parallel sandboxed workers."""
 
     def __init__(self, workers: int | None = None, time_limit_s: float = 2.0,
                  cache_dir: str | os.PathLike | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
                  memory_bytes: int = 1 << 30, output_bytes: int = 8 << 20, use_pch: bool = True,
-                 cxx: str = "g++"):
+                 cxx: str = "g++", progress: bool = False):
+        if workers is not None:
+            _positive("workers", workers, integer=True)
+        _positive("time_limit_s", time_limit_s)
         self.workers = workers or os.cpu_count() or 1
         self.limits = sandbox.Limits(time_s=time_limit_s, memory_bytes=memory_bytes, output_bytes=output_bytes)
-        self.compiler = Compiler(Path(cache_dir) if cache_dir else default_cache_dir(), tuple(flags), cxx, use_pch)
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        if cache.exists() and not cache.is_dir():
+            raise ValueError(f"{cache}: cache directory is a file")
+        self.compiler = Compiler(cache.absolute(), tuple(flags), cxx, use_pch)
+        self.progress = progress
 
-    def _map(self, tasks: list[tuple[str, str, tuple[TestCase, ...]]]) -> list[dict]:
+    def _map(self, tasks: list[tuple[int, str, str, tuple[TestCase, ...]]]) -> dict[int, dict]:
+        """Run the tasks in worker processes (always: the workers hold the namespaces, this
+        process does not); returns slot -> record. An interrupt stops the workers with SIGTERM;
+        each kills its sandboxed processes (``_on_sigterm``)."""
+        from .progress import Progress
         self.compiler.pch_include_dir()  # build once, before the workers start
-        sandbox.capabilities()
-        sandbox._sandbox_root()  # shared by forked workers, removed at exit by this process
-        if self.workers == 1 or len(tasks) <= 1:
-            _WORKER["compiler"], _WORKER["limits"] = self.compiler, self.limits  # per-run namespaces
-            return [_worker_task(t) for t in tasks]
+        sandbox.prepare()  # the sandbox directory and run init, shared by the forked workers
         # Longest jobs first keeps both cores busy at the end.
-        order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][2]))
-        ctx = mp.get_context("fork")
-        with ctx.Pool(min(self.workers, len(tasks)), initializer=_init_worker,
-                      initargs=(self.compiler, self.limits)) as pool:
-            res = pool.map(_worker_task, [tasks[i] for i in order], chunksize=1)
-        out: list[dict] = [{}] * len(tasks)
-        for i, r in zip(order, res):
-            out[i] = r
+        order = sorted(tasks, key=lambda t: -len(t[3]))
+        out: dict[int, dict] = {}
+        init = functools.partial(_init_worker, self.compiler, self.limits)
+        with Progress(len(tasks), "programs", enabled=self.progress) as bar:
+            for slot, rec in imap_unordered(_worker_task, order, self.workers, init):
+                out[slot] = rec
+                bar.update(rec["status"] == "ok")
         return out
 
     def evaluate(self, predictions: dict[str, str], examples: Sequence[Example]) -> tuple[list[dict], dict]:
         """Per-program records (in ``examples`` order) and a summary.
 
-        ``predictions`` maps example id to full C++ source (already detokenized).
+        ``predictions`` maps example id to full C++ source (already detokenized). Examples
+        without test cases are refused (any program, even ``int main(){}``, would pass them).
         """
+        empty = [e.id for e in examples if not e.cases]
+        if empty:
+            raise ValueError(f"{len(empty)} example(s) have no test cases (e.g. {empty[:3]}): "
+                             "missing .inp/.out or testcases folder?")
         t0 = time.perf_counter()
-        tasks, slots = [], []
+        tasks = []
         records: list[dict] = []
         for e in examples:
             if e.id not in predictions:
                 records.append({"id": e.id, "status": "missing", "first_failing_case": None,
                                 "detail": "no prediction"})
             else:
-                slots.append(len(records))
+                tasks.append((len(records), e.id, predictions[e.id], e.cases))
                 records.append({})
-                tasks.append((e.id, predictions[e.id], e.cases))
-        for slot, rec in zip(slots, self._map(tasks)):
-            records[slot] = rec
+        if tasks:
+            for slot, rec in self._map(tasks).items():
+                records[slot] = rec
         wall = time.perf_counter() - t0
         return records, self.summarize(records, wall)
 
@@ -296,13 +169,19 @@ class Evaluator:
 
 
 def read_predictions(path: str | os.PathLike) -> dict[str, str]:
-    """Read a JSONL file of ``{"id": ..., "code": ...}``; errors name file and line."""
+    """Read a JSONL file of ``{"id": ..., "code": ...}``; errors name file and line (a duplicate
+    id names both lines)."""
     path = Path(path)
     preds: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    if path.is_dir():
+        raise ValueError(f"{path}: predictions path is a directory, expected a JSONL file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise ValueError(f"{path}: predictions file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read predictions ({e})") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -313,5 +192,7 @@ def read_predictions(path: str | os.PathLike) -> dict[str, str]:
             raise ValueError(f"{path}:{n}: expected a JSON object with 'id' and 'code' ({e})") from None
         if not isinstance(pid, str) or not isinstance(code, str):
             raise ValueError(f"{path}:{n}: 'id' and 'code' must be strings")
-        preds[pid] = code
+        if pid in preds:
+            raise ValueError(f"{path}:{n}: duplicate id {pid!r} (first on line {first_line[pid]})")
+        preds[pid], first_line[pid] = code, n
     return preds

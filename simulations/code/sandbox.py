@@ -1,384 +1,355 @@
-"""Run one untrusted binary with limits, in a private directory, and leave nothing behind.
+"""Run one untrusted binary (or the compiler on untrusted source) with limits, and leave nothing.
 
-What a run gets (paper-notes §4 "evaluation protocol": time, memory, process and output limits):
+The guarantees, the threat model and the fallbacks are in docs/sandbox.md; in short, as root
+with namespaces (our dev VM, CI):
 
-* no shell: an argument list goes straight to ``execve``; a scrubbed environment
-  (``PATH=/usr/bin:/bin``, ``LANG=C``, ``HOME``/``TMPDIR`` = its directory);
-* a new session (``setsid``), so its process group can be killed as a whole;
-* ``RLIMIT_CPU`` (time limit + 1 s), ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE`` (output cap: stdout
-  and every file it writes), ``RLIMIT_NPROC`` (processes *and* threads), ``RLIMIT_NOFILE``,
-  ``RLIMIT_CORE = 0``; a wall-clock limit enforced by the parent;
-* stdin from an unlinked temporary file (a program that waits on stdin reads EOF instead of
-  blocking); stdout/stderr into unlinked temporary files that it cannot reach by path;
-* a private working directory (owned by the sandbox uid), emptied after every run and removed
-  at exit; the binary sits read-only beside it (``../prog``).
+* **isolation** (§2): each run is chrooted into a jail (:func:`.sandbox_ns.build_jail`) that
+  shows only the toolchain (``/usr``, ``/etc``), a few devices, the precompiled header and the
+  run's own directory ``/box``: not the data folder, the predictions, the caches, the repository
+  or other workers. The jail lives in the worker's private mount + network namespace (no network);
+  each run adds fresh PID and IPC namespaces, so every process and SysV IPC object of a run dies
+  with it;
+* **identity** (§2): an unprivileged uid (``1_000_000 + worker pid``) with
+  ``PR_SET_NO_NEW_PRIVS`` (setuid binaries do not elevate), so all its processes are found by uid;
+  the worker is a child subreaper and an init process inside the PID namespace reaps orphans;
+* **limits** (§3): CPU time of the whole run (all processes; rusage plus polling) decides
+  ``timeout``, with a wall-clock backstop (``10 * time_s + 5`` s by default) for programs that
+  sleep; total resident memory of the run (polled; ``RLIMIT_AS`` per process as a hard bound);
+  total disk of ``/box`` (a tmpfs of ``disk_bytes``); output (``RLIMIT_FSIZE``); processes
+  (``RLIMIT_NPROC``, per uid); no core dumps; stdin is a file (EOF, never blocks).
 
-**When running as root** (our dev VM, CI containers) three more things happen, because root is
-exempt from ``RLIMIT_NPROC`` and can write anywhere:
-
-1. the program runs under its own unprivileged uid/gid (``1_000_000 + parent pid``; one run at
-   a time per process), so ``RLIMIT_NPROC`` is enforced (fork bombs stop at ``nproc``), it cannot
-   write root-owned files, and *every* process it leaves behind is found by its uid - even a
-   grandchild that called ``setsid`` to leave the process group - and SIGKILLed;
-2. it runs in new network and mount namespaces (``unshare(CLONE_NEWNET | CLONE_NEWNS)``): no
-   network at all (only a down loopback), and fresh small tmpfs mounts over the world-writable
-   ``/var/tmp``, ``/dev/shm`` and ``/run/lock``, which vanish with the namespace. The
-   namespaces are made per run (about 2 ms), or once per evaluator worker process
-   (:func:`isolate_current_process`). The one shared world-writable directory left, ``/tmp``,
-   is swept after each run for entries owned by the sandbox uid;
-3. the parent becomes a child subreaper, so orphaned descendants are reaped, not left as zombies.
-
-**Fallback** (not root, or namespaces not permitted, e.g. a container without CAP_SYS_ADMIN):
-no network isolation; without root also no uid switch, so ``RLIMIT_NPROC`` counts all processes
-of the calling user, stray processes are found by session id (a descendant that calls ``setsid``
-itself escapes that sweep), and the program can write wherever the user can. ``capabilities()``
-reports which mode is active; the evaluator records it in its summary.
+Fallback (not root, or no namespaces, §4): no jail and no network isolation; rlimits, a new
+session, polling of total memory and disk, and (as root) the uid switch still apply.
+:func:`capabilities` says which mode is active; the evaluator records it in its summary.
 """
 from __future__ import annotations
 
-import atexit
-import ctypes
-import math
 import os
+import pickle
 import resource
 import select
 import shutil
 import signal
+import struct
 import subprocess
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from . import sandbox_ns as ns
+from .sandbox_init import build_init
+from .sandbox_limits import Limits, RunResult, rlimits as _rlimits
+from .sandbox_ns import SandboxError
+from . import sandbox_ws
+from .sandbox_ws import Workspace, sandbox_root
+
 __all__ = ["Limits", "RunResult", "SandboxError", "run", "capabilities", "stray_processes",
-           "isolate_current_process"]
+           "isolate_current_process", "configure", "prepare", "stop_helper", "kill_all_of_this_process", "sandbox_root", "UID_BASE", "UID_SPAN"]
 
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-PR_SET_CHILD_SUBREAPER = 36
-UID_BASE = 1_000_000
-_TMPFS_DIRS = ("/var/tmp", "/dev/shm", "/run/lock")
+# Sandbox uids are UID_BASE + worker pid; the environment can move the range (tests do, so that
+# other evaluations on a shared machine are not mistaken for leftovers of theirs).
+UID_BASE = int(os.environ.get("COMPOSEDFT_SANDBOX_UID_BASE", 1_000_000))
+UID_SPAN = 1 << 22  # pid_max is at most 2**22
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_STATUS = struct.Struct("<iid")  # init record: kind, wait status or errno, CPU seconds
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _lock = threading.Lock()
 _caps: dict | None = None
-_root_dir: Path | None = None
-_isolated = False  # this whole process is already in private net + mount namespaces
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (not the program)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-run limits. ``cpu_s`` defaults to ``ceil(time_s) + 1``."""
-    time_s: float = 2.0
-    cpu_s: int | None = None
-    memory_bytes: int = 1 << 30
-    output_bytes: int = 8 << 20
-    nproc: int = 16
-    nofile: int = 64
-    stderr_keep: int = 4096
-
-
-@dataclass(frozen=True)
-class RunResult:
-    returncode: int | None      # exit status, or -signal
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    output_limited: bool
-    wall_s: float
-
-    @property
-    def status(self) -> str:
-        """``ok`` (exit 0), ``timeout`` or ``runtime_error``."""
-        if self.timed_out:
-            return "timeout"
-        if self.output_limited or self.returncode != 0:
-            return "runtime_error"
-        return "ok"
-
-    @property
-    def detail(self) -> str:
-        if self.timed_out:
-            return "time limit exceeded"
-        if self.output_limited:
-            return "output limit exceeded"
-        if self.returncode is not None and self.returncode < 0:
-            return f"killed by signal {signal.Signals(-self.returncode).name}"
-        if self.returncode:
-            return f"exit status {self.returncode}"
-        return ""
+_binds: dict[str, str] = {}
+_isolated = False
+_init_path: Path | None = None
+_ws: Workspace | None = None
 
 
 def capabilities() -> dict:
-    """``{"root": bool, "namespaces": bool, "mode": str}``; probed once per process."""
+    """``{"root", "namespaces", "mode"}``; probed once per process (docs/sandbox.md §4)."""
     global _caps
     if _caps is None:
         root = os.geteuid() == 0
-        ns = False
+        nsok = root and ns.probe()
         if root:
-            pid = os.fork()
-            if pid == 0:  # probe: can we unshare and mount?
-                try:
-                    ok = (_libc.unshare(CLONE_NEWNS | CLONE_NEWNET) == 0
-                          and _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
-                          and _libc.mount(b"tmpfs", b"/var/tmp", b"tmpfs", 0, b"size=64k") == 0)
-                finally:
-                    os._exit(0 if ok else 1)
-            ns = os.waitpid(pid, 0)[1] == 0
-            _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        mode = ("root: own uid + netns + mountns" if ns else "root: own uid, no namespaces") if root \
-            else "unprivileged: rlimits + session kill only"
-        _caps = {"root": root, "namespaces": ns, "mode": mode}
+            ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
+        mode = ("root: own uid + jail (mount/pid/ipc/net namespaces)" if nsok else
+                "root: own uid, no namespaces") if root else "unprivileged: rlimits + session kill only"
+        _caps = {"root": root, "namespaces": nsok, "mode": mode}
     return _caps
 
 
-def isolate_current_process() -> bool:
-    """Move this process (a dedicated worker) into new network and mount namespaces, once.
+def prepare() -> None:
+    """Create the sandbox directory and build the run init (before forking workers: they share both)."""
+    global _init_path
+    sandbox_root()
+    if capabilities()["namespaces"] and (_init_path is None or not _init_path.exists()):
+        _init_path = build_init(sandbox_root())
 
-    Every later :func:`run` then skips the per-run ``unshare`` (about 2 ms each): children
-    inherit a network namespace with no interfaces, and fresh tmpfs mounts over ``/var/tmp``,
-    ``/dev/shm`` and ``/run/lock``. ``/tmp`` stays shared (callers keep their files there), so
-    entries a program leaves at the top of ``/tmp`` are found by owner uid and removed after each
-    run. Never call this in a process that needs the network. Returns whether it took effect.
-    """
-    global _isolated
+
+def configure(binds: dict[str, str | os.PathLike]) -> None:
+    """Directories shown read-only in every later jail (e.g. ``{"pch": dir}``), before isolating."""
+    _binds.update({k: str(v) for k, v in binds.items()})
+
+
+def _uid() -> int | None:
+    return UID_BASE + os.getpid() if capabilities()["root"] else None
+
+
+def _workspace() -> Workspace:
+    global _ws
+    if _ws is None or _ws.pid != os.getpid():
+        _ws = Workspace(_uid(), jailed=_isolated)
+    return _ws
+
+
+def isolate_current_process() -> bool:
+    """Move this process (a dedicated worker) into private mount + network namespaces and build
+    its jail, once. Never call it in a process that needs the network or other mounts' changes.
+    Returns whether it took effect (False: the fallback of docs/sandbox.md §4)."""
+    global _isolated, _ws
     if _isolated:
         return True
     if not capabilities()["namespaces"]:
         return False
-    if (_libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0
-            or _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0):
-        raise SandboxError(f"unshare/mount failed (errno {ctypes.get_errno()})")
-    for d in _TMPFS_DIRS:
-        if os.path.isdir(d):
-            _libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"size=1m,nr_inodes=256")
-    _isolated = True
+    ns.unshare(ns.CLONE_NEWNS | ns.CLONE_NEWNET)
+    ns.make_mounts_private()
+    _isolated = sandbox_ws.keep_root = True
+    prepare()
+    _ws = Workspace(_uid(), jailed=True, binds=dict(_binds))
     return True
-
-
-def _sweep_tmp(uid: int) -> None:
-    """Remove top-level ``/tmp`` entries owned by the sandbox uid (isolated-process mode)."""
-    for ent in os.scandir("/tmp"):
-        try:
-            if ent.stat(follow_symlinks=False).st_uid != uid:
-                continue
-            if ent.is_dir(follow_symlinks=False):
-                shutil.rmtree(ent.path, ignore_errors=True)
-            else:
-                os.unlink(ent.path)
-        except OSError:
-            pass
-
-
-def _sandbox_root() -> Path:
-    global _root_dir
-    if _root_dir is None or not _root_dir.is_dir():
-        _root_dir = Path(tempfile.mkdtemp(prefix="cft-sbx-"))
-        os.chmod(_root_dir, 0o711)  # traversable, not listable, by the sandbox uid
-        atexit.register(shutil.rmtree, _root_dir, True)
-    return _root_dir
-
-
-def _make_preexec(limits: Limits, uid: int | None, per_run_ns: bool):
-    cpu = limits.cpu_s if limits.cpu_s is not None else int(math.ceil(limits.time_s)) + 1
-    rl = [(resource.RLIMIT_CPU, (cpu, cpu + 1)),
-          (resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes)),
-          (resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes)),
-          (resource.RLIMIT_NPROC, (limits.nproc, limits.nproc)),
-          (resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile)),
-          (resource.RLIMIT_CORE, (0, 0))]
-    tmpfs = [d.encode() for d in _TMPFS_DIRS if os.path.isdir(d)]
-
-    def preexec() -> None:  # runs in the child between fork and exec; keep it to syscalls
-        if per_run_ns:
-            if (_libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0
-                    or _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0):
-                os._exit(125)
-            for d in tmpfs:
-                _libc.mount(b"tmpfs", d, b"tmpfs", 0, b"size=1m,nr_inodes=64")
-        for what, lim in rl:
-            resource.setrlimit(what, lim)
-        if uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-
-    return preexec
-
-
-def _procs_of(uid: int | None, sid: int | None) -> list[tuple[int, int, str]]:
-    """(pid, ppid, state) of live processes owned by ``uid`` (or in session ``sid``)."""
-    out = []
-    for ent in os.scandir("/proc"):
-        if not ent.name.isdigit():
-            continue
-        try:
-            if uid is not None and ent.stat().st_uid != uid:
-                continue
-            with open(f"/proc/{ent.name}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-        except OSError:
-            continue
-        f = stat[stat.rfind(")") + 2:].split()
-        state, ppid, s = f[0], int(f[1]), int(f[3])
-        if uid is None and s != sid:
-            continue
-        out.append((int(ent.name), ppid, state))
-    return out
 
 
 def stray_processes(uid: int | None = None, sid: int | None = None) -> list[int]:
     """Pids of non-zombie processes left by a sandbox uid (or session); used by tests."""
-    return [p for p, _, st in _procs_of(uid, sid) if st != "Z"]
+    return [p for p, _, st, _, _ in ns.procs_of(uid, sid) if st != "Z"]
 
 
-def _kill_all(uid: int | None, sid: int, main_pid: int) -> None:
-    """SIGKILL every process of the run until none is left alive.
-
-    Zombies that are our children are reaped here, except ``main_pid`` (its exit status belongs
-    to ``Popen.wait``); orphans were re-parented to us because we are a child subreaper.
-    """
-    me = os.getpid()
-    deadline = time.monotonic() + 5.0
-    while True:
-        alive = 0
-        for pid, ppid, state in _procs_of(uid, None if uid is not None else sid):
-            if state == "Z":
-                if ppid == me and pid != main_pid:
-                    try:
-                        os.waitpid(pid, os.WNOHANG)
-                    except ChildProcessError:
-                        pass
-                continue
-            alive += 1
+def kill_all_of_this_process() -> None:
+    """Kill every sandboxed process this process started (signal handlers call this)."""
+    stop_helper()
+    if capabilities()["root"]:
+        for pid in stray_processes(_uid()):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if not alive:
-            return
-        if time.monotonic() > deadline:
-            raise SandboxError(f"could not kill the processes of sandbox uid {uid} / session {sid}")
-        time.sleep(0.001)
 
 
-class _Workspace:
-    """This process's sandbox directory, reused across runs (creating and removing a directory
-    per run cost more than the run itself): ``<root>/w<pid>/`` (root-owned, 0755) holds the
-    read-only binary copies; ``<root>/w<pid>/cwd/`` (owned by the sandbox uid) is the program's
-    working directory, emptied after every run. stdin/stdout/stderr are unlinked files."""
-
-    def __init__(self, uid: int | None):
-        self.pid = os.getpid()
-        self.dir = _sandbox_root() / f"w{self.pid}"
-        self.cwd = self.dir / "cwd"
-        self.cwd.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o755)
-        os.chmod(self.cwd, 0o700)
-        if uid is not None:
-            os.chown(self.cwd, uid, uid)
-        self.files = [tempfile.TemporaryFile(dir=_sandbox_root()) for _ in range(3)]
-        self.copied: dict[str, tuple] = {}
-
-    def stage(self, name: str, src: str | os.PathLike) -> None:
-        st = os.stat(src)
-        key = (str(src), st.st_ino, st.st_size, st.st_mtime_ns)
-        if self.copied.get(name) != key:
-            shutil.copyfile(src, self.dir / name)
-            os.chmod(self.dir / name, 0o755)
-            self.copied[name] = key
-
-    def clean(self) -> None:
-        for ent in os.scandir(self.cwd):
-            if ent.is_dir(follow_symlinks=False):
-                shutil.rmtree(ent.path, ignore_errors=True)
-            else:
-                os.unlink(ent.path)
-        os.chmod(self.cwd, 0o700)
+def _drop_privileges(uid: int | None) -> None:
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    ns.prctl(ns.PR_SET_NO_NEW_PRIVS, 1)
 
 
-_ws: _Workspace | None = None
+def _preexec_fallback(limits: Limits, uid: int | None):
+    """Without a jail: the child itself takes the rlimits and the sandbox uid, then execs."""
+    rl = _rlimits(limits)
+
+    def preexec() -> None:
+        ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _drop_privileges(uid)
+        for what, lim in rl:
+            resource.setrlimit(what, lim)
+
+    return preexec
 
 
-def _workspace(uid: int | None) -> _Workspace:
-    global _ws
-    if _ws is None or _ws.pid != os.getpid() or not _ws.cwd.is_dir():
-        _ws = _Workspace(uid)
-    return _ws
+def _init_argv(jail: Path, limits: Limits, uid: int, status_w: int, argv: Sequence[str]) -> list[str]:
+    """The command line of :mod:`.sandbox_init` for one jailed run."""
+    lim = dict(_rlimits(limits))
+    return [str(_init_path), str(jail), str(uid), str(status_w), *(str(lim[r][0]) for r in (
+        resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC,
+        resource.RLIMIT_NOFILE)), *argv]
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait for ``proc`` up to ``timeout`` s without polling; True if it exited."""
+def _read_records(fd: int) -> tuple[int, float, bool]:
+    """(wait status, CPU s, found) from the init's records; SandboxError if the program did not
+    exec. ``found`` is False when the init died before reporting (killed by us, or broken)."""
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    st, cpu, found = signal.SIGKILL, 0.0, False  # no record: the init (and the program) was killed
+    for off in range(0, len(data) - _STATUS.size + 1, _STATUS.size):
+        kind, value, c = _STATUS.unpack_from(data, off)
+        if kind == 1:
+            raise SandboxError(f"could not start the program: {os.strerror(value)}")
+        st, cpu, found = value, c, True
+    return st, cpu, found
+
+
+def _monitor(proc: subprocess.Popen, limits: Limits, uid: int | None, ws: Workspace) -> tuple[str, float]:
+    """Wait for the run, polling its processes' total CPU and memory (and disk without a jail).
+    Returns (verdict: "" | "timeout" | "memory" | "disk", CPU seconds seen by polling)."""
+    t0 = time.monotonic()
+    tick, cpu = 0.002, 0.0
+    fd = os.pidfd_open(proc.pid)
     try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        try:
-            proc.wait(timeout=timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
+        while True:
+            left = limits.wall_limit - (time.monotonic() - t0)
+            if left <= 0:
+                return "timeout", cpu
+            if select.select([fd], [], [], min(tick, left))[0]:
+                return "", cpu
+            tick = min(tick * 2, 0.05)
+            procs = ns.procs_of(uid, None if uid is not None else proc.pid)
+            cpu = max(cpu, sum(p[3] for p in procs) / _TICK)
+            if cpu > limits.time_s:
+                return "timeout", cpu
+            if sum(p[4] for p in procs) * _PAGE > limits.memory_bytes:
+                return "memory", cpu
+            if not ws.jailed and ws.disk_used() > limits.disk_bytes:
+                return "disk", cpu
     finally:
         os.close(fd)
 
 
-def run(argv: Sequence[str], stdin: bytes | str = b"", limits: Limits = Limits(),
-        files: dict[str, str | os.PathLike] | None = None) -> RunResult:
-    """Run ``argv`` (no shell) in the private working directory under ``limits``.
+def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, collect: Sequence[str]) -> RunResult:
+    uid = _uid()
+    ws = _workspace()
+    for name, src in files.items():
+        ws.stage(name, src)
+    ws.set_disk(limits.disk_bytes)
+    fin, fout, ferr = ws.reset_io(stdin)
+    status_r, status_w = os.pipe()
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": ws.home, "TMPDIR": ws.home}
+    t0 = time.monotonic()
+    proc = None
+    try:
+        try:
+            if ws.jailed:
+                cmd, pre = _init_argv(ws.jail, limits, uid, status_w, argv), None  # no preexec: vfork
+            else:
+                cmd, pre = list(argv), _preexec_fallback(limits, uid)
+            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, env=env, start_new_session=True,
+                                    cwd=None if ws.jailed else ws.cwd, close_fds=True,
+                                    pass_fds=(status_w,) if ws.jailed else (), preexec_fn=pre)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise SandboxError(f"could not start {argv[0]}: {e}") from e
+        finally:
+            os.close(status_w)
+        verdict, polled_cpu = _monitor(proc, limits, uid, ws)
+        wall = time.monotonic() - t0
+        ns.kill_run(uid, proc.pid, proc.pid)
+        _, st, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(st)
+        found = True
+        if ws.jailed:
+            st, cpu, found = _read_records(status_r)
+        else:
+            cpu = ru.ru_utime + ru.ru_stime
+        rc = os.waitstatus_to_exitcode(st)
+        collected = {n: ws.collect(n, limits.output_bytes) for n in collect}
+    finally:
+        os.close(status_r)
+        if proc is not None and proc.returncode is None:
+            ns.kill_run(uid, proc.pid, proc.pid)
+            proc.wait()
+        ws.clean()
+    if not found and verdict == "":
+        raise SandboxError(f"the sandbox init failed before the program ran (exit {proc.returncode})")
+    cpu = max(cpu, polled_cpu)
+    timed_out = verdict == "timeout" or rc == -signal.SIGXCPU or cpu > limits.time_s
+    fout.seek(0)
+    out = fout.read(limits.output_bytes + 1)
+    ferr.seek(0)
+    err = ferr.read(limits.stderr_keep)
+    limited = rc == -signal.SIGXFSZ or len(out) >= limits.output_bytes or verdict == "disk"
+    return RunResult(rc, out[:limits.output_bytes], err, timed_out, limited, wall, cpu,
+                     verdict == "memory", {k: v for k, v in collected.items() if v is not None})
 
-    ``files`` maps names to host paths made available read-only beside the working directory,
-    as ``../<name>`` (e.g. the binary: ``run(["../prog"], files={"prog": path})``). Returns the
-    captured, capped output. One run at a time per process.
+
+_helper: tuple | None = None   # (owner pid, helper pid, to, from, binds of its jail)
+
+
+def _helper_main(rfd: int, wfd: int) -> None:
+    """The helper process: isolate once, then serve runs sent as pickles until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, lambda *_: (kill_all_of_this_process(), os._exit(143)))
+    ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+    rf, wf = os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb")
+    isolate_current_process()
+    while True:
+        try:
+            args = pickle.load(rf)
+        except (EOFError, OSError):
+            os._exit(0)
+        try:
+            out = ("ok", _run_here(*args))
+        except BaseException as e:
+            out = ("err", f"{type(e).__name__}: {e}")
+        pickle.dump(out, wf)
+        wf.flush()
+
+
+def _start_helper() -> tuple:
+    r1, w1 = os.pipe()   # requests
+    r2, w2 = os.pipe()   # results
+    pid = os.fork()
+    if pid == 0:
+        os.close(w1)
+        os.close(r2)
+        try:
+            _helper_main(r1, w2)
+        finally:
+            os._exit(1)
+    os.close(r1)
+    os.close(w2)
+    return os.getpid(), pid, os.fdopen(w1, "wb"), os.fdopen(r2, "rb"), dict(_binds)
+
+
+def _run_in_helper(*args) -> RunResult:
+    """Run in a long-lived forked helper that isolated itself (this process keeps its network
+    and mounts; building a jail per run would cost more than the run)."""
+    global _helper
+    if _helper is not None and _helper[0] == os.getpid() and _helper[4] != _binds:
+        stop_helper()   # its jail was built with other read-only binds (another PCH)
+    if _helper is None or _helper[0] != os.getpid():
+        _helper = _start_helper()
+    _, pid, to, frm, _ = _helper
+    try:
+        pickle.dump(args, to)
+        to.flush()
+        kind, val = pickle.load(frm)
+    except (EOFError, OSError, pickle.UnpicklingError) as e:
+        stop_helper()
+        raise SandboxError(f"the sandbox helper died ({type(e).__name__})") from None
+    if kind == "err":
+        raise SandboxError(val)
+    return val
+
+
+def stop_helper() -> None:
+    """Stop this process's helper (its runs are killed by its SIGTERM handler)."""
+    global _helper
+    if _helper is not None and _helper[0] == os.getpid():
+        _, pid, to, frm, _ = _helper
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        shutil.rmtree(sandbox_root() / f"w{pid}", ignore_errors=True)  # empty dirs, host view
+        to.close()
+        frm.close()
+    _helper = None
+
+
+def run(argv: Sequence[str], stdin: bytes | str = b"", limits: Limits = Limits(),
+        files: dict[str, str | os.PathLike | bytes] | None = None, collect: Sequence[str] = ()) -> RunResult:
+    """Run ``argv`` (no shell) in the sandbox under ``limits``.
+
+    ``files`` maps names to host paths (or bytes) made available read-only beside the working
+    directory, as ``../<name>`` (e.g. the binary: ``run(["../prog"], files={"prog": path})``).
+    ``collect`` names regular files of the working directory returned in ``RunResult.files``
+    (e.g. the compiler's output). One run at a time per process.
     """
     caps = capabilities()
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8", "surrogateescape")
     with _lock:
-        uid = UID_BASE + os.getpid() if caps["root"] else None
-        ws = _workspace(uid)
-        for name, src in (files or {}).items():
-            ws.stage(name, src)
-        fin, fout, ferr = ws.files
-        for f in ws.files:
-            f.seek(0)
-            f.truncate()
-        fin.write(stdin)
-        fin.flush()
-        fin.seek(0)
-        per_run_ns = caps["namespaces"] and not _isolated
-        home = str(ws.cwd)
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": home, "TMPDIR": home}
-        t0 = time.monotonic()
-        try:
-            proc = subprocess.Popen(list(argv), stdin=fin, stdout=fout, stderr=ferr, cwd=ws.cwd,
-                                    env=env, start_new_session=True, close_fds=True,
-                                    preexec_fn=_make_preexec(limits, uid, per_run_ns))
-        except OSError as e:
-            raise SandboxError(f"could not start {argv[0]}: {e}") from e
-        timed_out = not _wait(proc, limits.time_s)
-        wall = time.monotonic() - t0
-        try:
-            _kill_all(uid, proc.pid, proc.pid)
-            rc = proc.wait()
-        finally:
-            ws.clean()
-            if uid is not None:
-                _sweep_tmp(uid)
-        if rc == 125 and per_run_ns:
-            raise SandboxError("namespace set-up failed in the sandboxed child")
-        if rc in (-signal.SIGXCPU, -signal.SIGKILL) and wall >= limits.time_s * 0.9:
-            timed_out = True  # the CPU rlimit fired
-        fout.seek(0)
-        out = fout.read(limits.output_bytes + 1)
-        ferr.seek(0)
-        err = ferr.read(limits.stderr_keep)
-    limited = rc == -signal.SIGXFSZ or len(out) >= limits.output_bytes
-    return RunResult(rc, out[:limits.output_bytes], err, timed_out, limited, wall)
+        prepare()
+        if caps["namespaces"] and not _isolated:
+            return _run_in_helper(argv, stdin, limits, dict(files or {}), tuple(collect))
+        return _run_here(argv, stdin, limits, dict(files or {}), tuple(collect))
+
