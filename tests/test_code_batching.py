@@ -1,5 +1,5 @@
 """Length-bucketed batches (docs/training-speed.md §1): every example once per epoch, a pure
-function of (seed, step), less padding, and the DDP slicing of ``stages._batch_fn``."""
+function of (seed, step), less padding, and the DDP slicing of ``stages.batch_fn_for``."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -134,7 +134,7 @@ def test_ranks_split_the_global_batch_and_share_its_normaliser(world):
         idx, rows, norms = glob(step), 0, set()
         for rank in range(world):
             ctx = SimpleNamespace(dist=SimpleNamespace(world=world, rank=rank), device=torch.device("cpu"))
-            b = stages._batch_fn(ctx, corpus, batch, 11)(step)
+            b = stages.batch_fn_for(ctx, corpus, batch, 11)(step)
             expected = T.make_batch(corpus, idx[rank::world])
             assert all(torch.equal(b[k], expected[k]) for k in ("src", "tgt_in", "tgt_out"))
             rows += b["src"].size(0)

@@ -62,7 +62,7 @@ def test_spoc_split_rule():
     """ID = TestW programs of problems seen in training; OOD = programs of held-out problems, never
     trained on; counts recorded. With test_ood (TestP) no problem is held out."""
     cfg = replace(PRESETS["spoc-paper"], spoc_corruptions=0, n_test_id=0, n_test_ood=0, spoc_ood_problems=15)
-    train, val, test_id, test_ood, _, extra = stage_data._spoc_data(cfg)
+    train, val, test_id, test_ood, _, extra = stage_data.spoc_data(cfg)
     seen = {e.probid for e in train}
     assert test_id and all(e.probid in seen for e in test_id)
     held = set(extra["held_out_problems"])
@@ -73,6 +73,6 @@ def test_spoc_split_rule():
     assert c["ood_programs"] == len(test_ood) and "seen in training" in extra["split_rule"]
     testw = str(DATA / "spoc" / "testw.tsv")
     cfg2 = replace(cfg, test_ood=testw)
-    train2, _, _, ood2, _, extra2 = stage_data._spoc_data(cfg2)
+    train2, _, _, ood2, _, extra2 = stage_data.spoc_data(cfg2)
     assert extra2["held_out_problems"] == [] and len(ood2) == 1749 and extra2["split_files"]["ood"] == testw
     assert len(train2) > len(train)

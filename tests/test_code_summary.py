@@ -28,7 +28,7 @@ def test_point_estimate_is_the_exact_mean_paired_difference(tmp_path):
         a, b = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
         folders.append(_seed_folder(tmp_path, seed, {"id": {"standard": list(b), "composed": list(a)}}))
         exact.append((a - b).mean())
-    diffs = S._paired([S.load_seed(f)[1] for f in folders], "id", "composed", "standard")
+    diffs = S.paired_diffs([S.load_seed(f)[1] for f in folders], "id", "composed", "standard")
     d, lo, hi = S.paired_bootstrap(diffs, n_boot=500)
     assert d == pytest.approx(np.mean(exact), abs=1e-12)
     assert lo <= d <= hi
@@ -37,7 +37,7 @@ def test_point_estimate_is_the_exact_mean_paired_difference(tmp_path):
 def test_identical_methods_give_a_zero_width_interval(tmp_path):
     v = [1, 0, 1, 1, 0]
     f = [_seed_folder(tmp_path, s, {"ood": {"standard": v, "composed": v}}) for s in range(2)]
-    diffs = S._paired([S.load_seed(x)[1] for x in f], "ood", "composed", "standard")
+    diffs = S.paired_diffs([S.load_seed(x)[1] for x in f], "ood", "composed", "standard")
     assert S.paired_bootstrap(diffs, n_boot=200) == (0.0, 0.0, 0.0)
 
 

@@ -152,18 +152,18 @@ def test_load_fonts_skips_with_notes_and_dedupes(tmp_path, cfg):
 
 def test_render_cache_is_used_and_a_corrupt_entry_is_redone(tmp_path, cfg, monkeypatch):
     font = MPL_TTF / "DejaVuSans.ttf"
-    first = fdata._cached_render(font, cfg)[0]
+    first = fdata.cached_render(font, cfg)[0]
     entry = Path(cfg.cache_dir) / f"{font_sha256(font)}.npz"
     assert entry.exists()
     calls = []
     real = fdata.render_font
     monkeypatch.setattr(fdata, "render_font", lambda *a: calls.append(a) or real(*a))
-    np.testing.assert_array_equal(fdata._cached_render(font, cfg)[0], first)
+    np.testing.assert_array_equal(fdata.cached_render(font, cfg)[0], first)
     assert calls == []                                   # served from the cache
     entry.write_bytes(b"garbage")
-    np.testing.assert_array_equal(fdata._cached_render(font, cfg)[0], first)
+    np.testing.assert_array_equal(fdata.cached_render(font, cfg)[0], first)
     assert len(calls) == 1                               # re-rendered, and the entry rewritten
-    np.testing.assert_array_equal(fdata._cached_render(font, cfg)[0], first)
+    np.testing.assert_array_equal(fdata.cached_render(font, cfg)[0], first)
     assert len(calls) == 1
 
 

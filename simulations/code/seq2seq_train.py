@@ -88,7 +88,7 @@ class BatchSampler:
     (stable, so equal lengths keep their random order), and the order of the epoch's full
     batches is shuffled, so a batch holds examples of similar length (little padding) while the
     order of lengths over training stays random. Under DDP the caller slices each global batch
-    by rank (see ``simulations.code.stages._batch_fn``, which needs the global batch for the
+    by rank (see ``simulations.code.stages.batch_fn_for``, which needs the global batch for the
     token normalisation anyway).
     """
 

@@ -133,7 +133,7 @@ def _sanstype_data(cfg: CodeConfig):
     return train, val, tests["id"][0], tests["ood"][0], pairs, extra
 
 
-def _spoc_data(cfg: CodeConfig):
+def spoc_data(cfg: CodeConfig):
     """SPoC splits: ID = TestW programs of problems seen in training (new annotators, seen problems);
     OOD = ``test_ood`` (TestP) when given, else every program of ``spoc_ood_problems`` problems held
     out of training. TestW programs of problems we have no training programs of are dropped."""
@@ -191,7 +191,7 @@ def stage_data(ctx: Context):
     cfg, d = ctx.cfg, ctx.rd / "data"
     if (d / "info.json").exists():
         return None
-    maker = _sanstype_data if cfg.dataset == "sanstype" else _spoc_data
+    maker = _sanstype_data if cfg.dataset == "sanstype" else spoc_data
     try:
         train, val, test_id, test_ood, pairs, extra = maker(cfg)
     except DataFormatError as err:

@@ -70,7 +70,7 @@ def corpora(ctx: Context, vocab, denoiser: bool) -> tuple[T.Corpus, T.Corpus]:
             T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va]))
 
 
-def _batch_fn(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None):
+def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None):
     """Global batch of ``batch_size`` (pure function of the step); this rank's slice of it.
 
     Batches are length-bucketed (:class:`T.BatchSampler`, docs/training-speed.md §1): similar
@@ -117,7 +117,7 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
     tokens = [0]
     run_dir = ctx.rd.stage_dir(name)
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
-    res = T.fit(model, loss_fn, _batch_fn(ctx, corpus, batch_size, derive_seed(cfg.seed, name, "batches"), tokens),
+    res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(cfg.seed, name, "batches"), tokens),
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
                 run_dir=run_dir if rank == 0 else run_dir / f"rank{rank}")
     for h in res.history:

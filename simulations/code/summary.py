@@ -25,7 +25,7 @@ from composedft.io import DataFileError, read_csv, read_jsonl
 from composedft.runs import RunDir
 from composedft.stats import mean_ci
 
-__all__ = ["COMPARISONS", "load_seed", "check_same_config", "paired_bootstrap", "summarize", "main"]
+__all__ = ["COMPARISONS", "load_seed", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
@@ -95,7 +95,7 @@ def paired_bootstrap(diffs: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 
     return float(means.mean()), float(lo), float(hi)
 
 
-def _paired(seeds: list[dict], split: str, a: str, b: str) -> list[np.ndarray] | None:
+def paired_diffs(seeds: list[dict], split: str, a: str, b: str) -> list[np.ndarray] | None:
     out = []
     for v in seeds:
         va, vb = v.get(split, {}).get(a), v.get(split, {}).get(b)
@@ -126,7 +126,7 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     lines += ["", "| comparison | split | paired diff [95% bootstrap CI] | relative gain | verdict |", "|---|---|---|---|---|"]
     for a, b in COMPARISONS:
         for s in splits:
-            diffs = _paired(seeds, s, a, b)
+            diffs = paired_diffs(seeds, s, a, b)
             if diffs is None:
                 continue
             d, lo, hi = paired_bootstrap(diffs, n_boot=n_boot)

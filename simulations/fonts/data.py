@@ -30,7 +30,7 @@ from composedft.io import atomic_write_bytes
 
 from .config import CHARS, FontsConfig
 
-__all__ = ["FontData", "Split", "find_font_files", "font_sha256", "render_font", "load_fonts", "make_split",
+__all__ = ["FontData", "Split", "find_font_files", "font_sha256", "render_font", "cached_render", "load_fonts", "make_split",
            "gaussian_kernel1d", "gaussian_blur", "to_unit", "RENDER_VERSION"]
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
@@ -183,7 +183,7 @@ def _cache_path(cfg: FontsConfig, sha: str) -> Path:
     return root / f"{sha}.npz"
 
 
-def _cached_render(path: Path, cfg: FontsConfig) -> tuple[np.ndarray | None, str]:
+def cached_render(path: Path, cfg: FontsConfig) -> tuple[np.ndarray | None, str]:
     """:func:`render_font` through the cache ``<cache_dir>/<sha256>.npz`` (a corrupt entry is redone)."""
     sha = font_sha256(path)
     cpath = _cache_path(cfg, sha)
@@ -221,7 +221,7 @@ def load_fonts(cfg: FontsConfig, files: Sequence[Path] | None = None) -> FontDat
             notes.append(f"skip {f}: same file as a font already loaded")
             continue
         seen.add(sha)
-        imgs, reason = _cached_render(f, cfg)
+        imgs, reason = cached_render(f, cfg)
         if imgs is None:
             notes.append(f"skip {f}: {reason}")
             continue
