@@ -182,9 +182,10 @@ def _check_methods(cfg: ReluConfig) -> None:
 PRESETS: dict[str, ReluConfig] = {
     # < 60 s: the four methods at k = 4 and 8 (delta = 0.25), 3 seeds, trained to convergence
     "smoke": ReluConfig(seeds=3, sweep_k=(4, 8), methods=("direct", "standard", "composed", "posthoc")),
-    # < 2 min on 2 cores: the claims' axes (n, k, delta), the lambda / sigma ablations and the
-    # regularization path, 3 seeds; composed_scratch and the width axis only in `full`
-    "quick": ReluConfig(seeds=3, methods=("direct", "standard", "composed", "posthoc"),
+    # a few minutes on 2 cores: the claims' axes (n, k, delta), the lambda / sigma ablations, the
+    # regularization path and the RadReg denoiser, 5 seeds (enough for intervals that hold across
+    # machines); composed_scratch and the width axis only in `full`
+    "quick": ReluConfig(seeds=5, methods=("direct", "standard", "composed", "posthoc"),
                         sweep_n=(8, 16, 32, 64), sweep_k=(4, 6, 8), sweep_delta=(0.125, 0.25, 0.5),
                         sweep_sigma=(0.1, 0.2, 0.4), sweep_lam=(0.0, 0.1, 1.0), sweep_wd=(5e-4, 2e-3, 1e-2),
                         sweep_denoiser_reg=("none", "radreg")),
