@@ -189,3 +189,21 @@ def test_evaluating_distinct_programs_once_gives_every_methods_records():
         recs, summary = got[method]
         assert [(r["id"], r["status"]) for r in recs] == [(r["id"], r["status"]) for r in want_recs]
         assert summary["exec_acc"] == want_sum["exec_acc"] and summary["distinct_programs_run"] == 7
+
+
+def test_predict_stage_reports_the_denoisers_identity_and_repair_rates(tmp_path):
+    """The rates in the manifest are exact-match fractions of the saved Π outputs (recounted here)."""
+    cfg = tiny_cfg()
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, (*TRAIN_STAGES, "predict"))
+    from composedft.io import read_json, read_jsonl
+    info = read_json(tmp_path / "manifest.json")["stages"]["predict"]
+    for name in ("identity", "repair"):
+        recs = read_jsonl(tmp_path / "decoded" / f"denoiser_{name}.jsonl")
+        assert info[f"denoiser_{name}_n"] == len(recs) > 0
+        assert info[f"denoiser_{name}_rate"] == round(sum(r["output"] == r["reference"] for r in recs) / len(recs), 4)
+    clean = [e.tgt for e in context.read_examples(tmp_path / "data" / "val.jsonl")]
+    assert [r["input"] for r in read_jsonl(tmp_path / "decoded" / "denoiser_identity.jsonl")] == clean
+    assert stage_eval.exact_match_rate(["a", "b", "c", "d"], ["a", "x", "c", "y"]) == 0.5
+    with pytest.raises(ValueError, match="3 outputs for 2 references"):
+        stage_eval.exact_match_rate(["a", "b", "c"], ["a", "b"])

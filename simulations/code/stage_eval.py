@@ -15,7 +15,7 @@ from . import seq2seq_train as T
 from .context import Context, RunFolderError, read_examples
 from .data import Example, tgt_to_code
 from .decode import EOS
-from .stage_data import data_info, load_tokenizer, tokenizer_info
+from .stage_data import data_info, load_tokenizer, read_pairs, tokenizer_info
 from .stages import load_model
 
 SPLITS = ("id", "ood")
@@ -29,6 +29,33 @@ def prediction_sources(methods) -> dict[str, list[tuple[str, bool]]]:
         m = get_method(name)
         out.setdefault(m.reuse or name, []).append((name, m.predict_with_denoiser))
     return out
+
+
+def exact_match_rate(outputs: list[str], references: list[str]) -> float:
+    """Fraction of outputs equal to their reference (NaN when there is none)."""
+    if len(outputs) != len(references):
+        raise ValueError(f"{len(outputs)} outputs for {len(references)} references")
+    return sum(o == r for o, r in zip(outputs, references)) / len(references) if references else float("nan")
+
+
+def denoiser_quality(ctx: Context, denoiser, tok_, max_len: int) -> dict:
+    """Π's quality: its **identity rate** on clean validation gold programs (returned unchanged; a Π
+    that edits correct code hurts post hoc and composed alike) and its **repair rate** on held-out
+    corrupted programs (exactly the clean one back). Π's outputs go to ``decoded/denoiser_*.jsonl``."""
+    c, out_dir = ctx.cfg, ctx.rd / "decoded"
+    clean = [e.tgt for e in read_examples(ctx.rd / "data" / "val.jsonl")]
+    srcs, tgts = read_pairs(ctx.rd / "data" / "denoise_val.jsonl")
+    broken = [(s, t) for s, t in zip(srcs, tgts) if s != t]
+    rates = {}
+    for name, inputs, refs in (("identity", clean, clean), ("repair", [s for s, _ in broken], [t for _, t in broken])):
+        ys = T.translate(denoiser, [tuple(tok_.encode_text(x)) + (EOS,) for x in inputs], max_len,
+                         batch_size=c.decode_batch_size, beam=c.beam, device=ctx.device, amp=c.amp)
+        outs = [tok_.decode_text(y) for y in ys]
+        atomic_write_jsonl(out_dir / f"denoiser_{name}.jsonl",
+                           [{"input": x, "output": o, "reference": r} for x, o, r in zip(inputs, outs, refs)])
+        rates[f"denoiser_{name}_rate"] = round(exact_match_rate(outs, refs), 4)
+        rates[f"denoiser_{name}_n"] = len(refs)
+    return rates
 
 
 def stage_predict(ctx: Context):
@@ -56,8 +83,10 @@ def stage_predict(ctx: Context):
                 atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
                                    [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
     secs = time.perf_counter() - t0
-    atomic_write_json(out_dir / "done.json", {"max_decode_len": max_len, "sequences": n_dec})
-    return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len}
+    quality = denoiser_quality(ctx, denoiser, tok_, max_len)
+    atomic_write_json(out_dir / "done.json", {"max_decode_len": max_len, "sequences": n_dec, **quality})
+    return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len,
+            **quality}
 
 
 def evaluate_unique(ev, jobs: dict[str, dict[str, str]], examples: list[Example]) -> dict[str, tuple[list[dict], dict]]:
@@ -108,6 +137,8 @@ def stage_evaluate(ctx: Context):
     split_files = data_info(ctx).get("split_files", {})
     ev = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
     rows, n_prog, n_run, verdicts = [], 0, 0, []
+    done = read_json(ctx.rd / "decoded" / "done.json")  # Π's quality, measured by the predict stage
+    quality = {k: v for k, v in done.items() if k.startswith("denoiser_")}
     for split in SPLITS:
         examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
         jobs, tgts = {}, {}
@@ -140,7 +171,7 @@ def stage_evaluate(ctx: Context):
             rows.append({"method": method, "split": split, "exec_acc": round(summary["exec_acc"], 4),
                          "compile_rate": round(summary["compile_rate"], 4), "n": summary["n"], "seed": c.seed,
                          "dataset": c.dataset, "composed_init": c.composed_init,
-                         "tokenizer": c.tokenizer, "split_file": split_files.get(split, ""),
+                         "tokenizer": c.tokenizer, "split_file": split_files.get(split, ""), **quality,
                          **{k: summary["counts"][k] for k in ("compile_error", "runtime_error", "wrong_answer", "timeout")}})
     atomic_write_csv(ctx.rd / "verdicts.csv", verdicts)  # per-program 0/1 per method: `summary` pairs them
     ctx.rd.write_results(rows)
