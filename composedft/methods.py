@@ -35,7 +35,7 @@ import torch.nn as nn
 from .compose import init_base_predictor
 from .objectives import composed_mse, standard_mse
 
-__all__ = ["Method", "METHODS", "register_method", "get_method", "resolve_init", "with_dependencies", "training_phases",
+__all__ = ["Method", "METHODS", "BASE_INITS", "register_method", "get_method", "resolve_init", "with_dependencies", "check_methods", "training_phases",
            "OBJECTIVES", "register_objective", "loss_fn_for", "make_base_predictor", "trainable_parameters",
            "predict", "finetune"]
 
@@ -116,6 +116,24 @@ def with_dependencies(names: Iterable[str], cfg: Any = None) -> list[str]:
                 out.append(dep)
         i += 1
     return out
+
+
+def check_methods(names: Iterable[str], cfg: Any, objectives: Iterable[str], *, domain: str) -> None:
+    """What an experiment's config checks: every method is registered, each trained one's objective
+    is among the ``objectives`` this ``domain`` implements, and training can be ordered.
+
+    Raises:
+        ValueError: naming the method (and objective) at fault.
+    """
+    names, objectives = list(names), tuple(objectives)
+    if not names:
+        raise ValueError("give at least one method")
+    for n in names:
+        m = get_method(n)
+        if m.trains and m.objective not in objectives:
+            raise ValueError(f"method '{n}': objective '{m.objective}' is not implemented by {domain} "
+                             f"({', '.join(objectives)})")
+    training_phases(names, cfg)
 
 
 def training_phases(names: Iterable[str], cfg: Any = None) -> list[list[str]]:

@@ -5,15 +5,17 @@ A run folder holds (docs/data-formats.md describes each file):
     config.json                 the resolved configuration           write_config / read_config
     manifest.json               how the result was made              write_manifest / read_manifest
     results.csv                 the result rows                      write_results / read_results
-    tokenizer/                  vocabulary or tokenizer model files  tokenizer_path(name)
-    data/<name>                 the run's own data splits            data_path(name)
+    <name> (tokenizer.model...) vocabulary or tokenizer files        tokenizer_path(name)
+    data/<name>                 the run's own data splits            data_path(name), data_dir
     models/<name>.pt            trained models (final/best)          save_model / load_model / model_path
     stages/<name>/              a training stage's resumable state   stage_dir(name)
     predictions/<m>_<split>.jsonl  predictions of method m           write_predictions / read_predictions
 
 A manifest records what a reviewer needs to trust a number: package and library versions, the
 git commit (and whether the tree was dirty), the device, the seed(s), the command line and the
-wall time. No module builds these paths by hand.
+wall time. Experiments reach these through the methods below; their own intermediate files
+(e.g. the code pipeline's ``decoded/`` and ``eval/``, the ReLU study's ``trajectories.csv``) are
+``run_dir / name``.
 """
 from __future__ import annotations
 
@@ -98,11 +100,15 @@ class RunDir:
     def results_path(self) -> Path:
         return self.path / "results.csv"
 
+    @property
+    def data_dir(self) -> Path:
+        return self.path / "data"
+
     def data_path(self, name: str) -> Path:
-        return self.path / "data" / name
+        return self.data_dir / name
 
     def tokenizer_path(self, name: str) -> Path:
-        return self.path / "tokenizer" / name
+        return self.path / name
 
     def model_path(self, name: str) -> Path:
         return self.path / "models" / f"{name}.pt"

@@ -125,17 +125,10 @@ class CodeConfig:
     def _check_methods(self) -> None:
         """Every method is registered, its objective is one this pipeline trains, and the methods
         it starts from or reuses can be ordered (composedft.methods.training_phases)."""
-        from composedft.methods import get_method, training_phases, with_dependencies
+        from composedft.methods import check_methods, with_dependencies
 
-        if not self.methods:
-            raise ConfigError("field 'methods': give at least one method")
         try:
-            names = with_dependencies(self.methods, self)
-            for m in names:
-                if get_method(m).trains and get_method(m).objective not in CODE_OBJECTIVES:
-                    raise ValueError(f"method '{m}': objective '{get_method(m).objective}' is not implemented "
-                                     f"by the code pipeline ({', '.join(CODE_OBJECTIVES)})")
-            training_phases(names, self)
+            check_methods(with_dependencies(self.methods, self), self, CODE_OBJECTIVES, domain="the code pipeline")
         except ValueError as err:
             raise ConfigError(f"field 'methods': {err}") from None
 

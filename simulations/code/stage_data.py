@@ -29,7 +29,7 @@ SPLIT_NAMES = ("train", "val", "test_id", "test_ood")
 
 def data_info(ctx: Context) -> dict:
     """The data stage's ``data/info.json`` (sizes, split files); missing raises naming it."""
-    path = ctx.rd / "data" / "info.json"
+    path = ctx.rd.data_path("info.json")
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the 'data' stage first)")
     return read_json(path)
@@ -37,7 +37,7 @@ def data_info(ctx: Context) -> dict:
 
 def tokenizer_info(ctx: Context) -> dict:
     """The vocab stage's ``tokenizer.json`` (kind, size, model hash, decode cap, <unk> rates)."""
-    path = ctx.rd / "tokenizer.json"
+    path = ctx.rd.tokenizer_path("tokenizer.json")
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the 'vocab' stage first)")
     return read_json(path)
@@ -51,7 +51,7 @@ def load_tokenizer(ctx: Context):
     if kind != ctx.cfg.tokenizer:
         raise RunFolderError(f"{ctx.rd / 'tokenizer.json'}: tokenizer '{kind}', but the run is configured "
                              f"with tokenizer={ctx.cfg.tokenizer}")
-    path = ctx.rd / ("tokenizer.model" if kind == "bpe" else "vocab.json")
+    path = ctx.rd.tokenizer_path("tokenizer.model" if kind == "bpe" else "vocab.json")
     try:
         tok = BPETokenizer.load(path) if kind == "bpe" else Vocab.load(path)
     except VocabError as err:
@@ -188,7 +188,7 @@ def spoc_data(cfg: CodeConfig):
 
 
 def stage_data(ctx: Context):
-    cfg, d = ctx.cfg, ctx.rd / "data"
+    cfg, d = ctx.cfg, ctx.rd.data_dir
     if (d / "info.json").exists():
         return None
     maker = _sanstype_data if cfg.dataset == "sanstype" else spoc_data
@@ -223,16 +223,16 @@ def read_pairs(path: Path) -> tuple[list[str], list[str]]:
 def stage_vocab(ctx: Context):
     """Train the tokenizer on the labeled train src+tgt and the denoiser's training targets (never
     val/test data); record its size, hash, the decode cap and the <unk> rate of every split."""
-    if (ctx.rd / "tokenizer.json").exists():
+    if (ctx.rd.tokenizer_path("tokenizer.json")).exists():
         return None
     cfg = ctx.cfg
     data_info(ctx)
-    parts = {name: read_examples(ctx.rd / "data" / f"{name}.jsonl") for name in SPLIT_NAMES}
-    ds, dt = read_pairs(ctx.rd / "data" / "denoise_train.jsonl")
+    parts = {name: read_examples(ctx.rd.data_path(f"{name}.jsonl")) for name in SPLIT_NAMES}
+    ds, dt = read_pairs(ctx.rd.data_path("denoise_train.jsonl"))
     texts = [e.src for e in parts["train"]] + [e.tgt for e in parts["train"]] + list(dict.fromkeys(dt))
     if cfg.tokenizer == "bpe":
         tok = BPETokenizer.train(texts, cfg.vocab_size, byte_fallback=cfg.bpe_byte_fallback)
-        tok.save(ctx.rd / "tokenizer.model")
+        tok.save(ctx.rd.tokenizer_path("tokenizer.model"))
     else:
         tok = Vocab.build([s.split() for s in texts + ds], min_freq=1)
         tok.save(ctx.rd / "vocab.json")
@@ -243,5 +243,5 @@ def stage_vocab(ctx: Context):
     info = {"kind": cfg.tokenizer, "size": len(tok), "sha256": tok.sha256() if cfg.tokenizer == "bpe" else None,
             "max_target_tokens": max(lengths), "max_decode_len": max_len_from_data(lengths, cfg.max_len_factor),
             "unk_rate": rates}
-    atomic_write_json(ctx.rd / "tokenizer.json", info)  # written last: marks the stage complete
+    atomic_write_json(ctx.rd.tokenizer_path("tokenizer.json"), info)  # written last: marks the stage complete
     return info

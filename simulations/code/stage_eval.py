@@ -43,8 +43,8 @@ def denoiser_quality(ctx: Context, denoiser, tok_, max_len: int) -> dict:
     that edits correct code hurts post hoc and composed alike) and its **repair rate** on held-out
     corrupted programs (exactly the clean one back). Π's outputs go to ``decoded/denoiser_*.jsonl``."""
     c, out_dir = ctx.cfg, ctx.rd / "decoded"
-    clean = [e.tgt for e in read_examples(ctx.rd / "data" / "val.jsonl")]
-    srcs, tgts = read_pairs(ctx.rd / "data" / "denoise_val.jsonl")
+    clean = [e.tgt for e in read_examples(ctx.rd.data_path("val.jsonl"))]
+    srcs, tgts = read_pairs(ctx.rd.data_path("denoise_val.jsonl"))
     broken = [(s, t) for s, t in zip(srcs, tgts) if s != t]
     rates = {}
     for name, inputs, refs in (("identity", clean, clean), ("repair", [s for s, _ in broken], [t for _, t in broken])):
@@ -70,7 +70,7 @@ def stage_predict(ctx: Context):
     n_dec, tok = 0, 0
     t0 = time.perf_counter()
     for split in SPLITS:
-        examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
+        examples = read_examples(ctx.rd.data_path(f"test_{split}.jsonl"))
         srcs = [tuple(tok_.encode_text(e.src)) + (EOS,) for e in examples]
         for model_name, users in prediction_sources(c.methods).items():
             f = load_model(ctx, model_name, tok_)
@@ -140,7 +140,7 @@ def stage_evaluate(ctx: Context):
     done = read_json(ctx.rd / "decoded" / "done.json")  # Π's quality, measured by the predict stage
     quality = {k: v for k, v in done.items() if k.startswith("denoiser_")}
     for split in SPLITS:
-        examples = read_examples(ctx.rd / "data" / f"test_{split}.jsonl")
+        examples = read_examples(ctx.rd.data_path(f"test_{split}.jsonl"))
         jobs, tgts = {}, {}
         for method in c.methods:
             if (ctx.rd / "eval" / f"{method}_{split}.json").exists():  # resumable per (method, split)

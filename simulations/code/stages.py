@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 
 from composedft.compose import freeze, init_base_predictor
-from composedft.io import CheckpointError, load_checkpoint
-from composedft.methods import get_method, resolve_init, training_phases, with_dependencies
+from composedft.io import CheckpointError
+from composedft.methods import (BASE_INITS, get_method, make_base_predictor, resolve_init, training_phases,
+                                with_dependencies)
 from composedft.seeding import derive_seed
 from composedft.sequence import ComposedSequence
 from composedft.smart import SmartConfig
@@ -49,7 +50,7 @@ def load_model(ctx: Context, name: str, vocab, denoiser: bool = False) -> Seq2Se
     path = ctx.rd.model_path(name)
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the '{name}' stage first)")
-    ck = load_checkpoint(path)
+    ck = ctx.rd.load_model(name)
     model = Seq2SeqTransformer(model_config(ctx.cfg, len(vocab), denoiser=denoiser))
     try:
         model.load_state_dict(ck["model"])
@@ -61,7 +62,7 @@ def load_model(ctx: Context, name: str, vocab, denoiser: bool = False) -> Seq2Se
 def corpora(ctx: Context, vocab, denoiser: bool) -> tuple[T.Corpus, T.Corpus]:
     """(train, val) corpora of a stage, encoded with the run's tokenizer ``vocab``: the denoiser's
     (corrupt(y), y) pairs, or the labeled (pseudocode, code) pairs."""
-    d = ctx.rd / "data"
+    d = ctx.rd.data_dir
     if denoiser:
         (s, t), (vs, vt) = read_pairs(d / "denoise_train.jsonl"), read_pairs(d / "denoise_val.jsonl")
         return T.encode_corpus(vocab, s, t), T.encode_corpus(vocab, vs, vt)
@@ -158,17 +159,17 @@ def _hyper(cfg, name: str, objective: str) -> dict:
 
 
 def _initial_f(ctx: Context, vocab, name: str, init: str, denoiser=None) -> Seq2SeqTransformer:
-    """f of method ``name`` before training: random, a copy of Π, or another method's saved f."""
-    factory = _factory(ctx, vocab, name)
-    if init == "random":
-        return init_base_predictor("random", factory=factory)
-    if init == "denoiser":
-        return init_base_predictor("denoiser", factory=factory,
-                                   denoiser=denoiser if denoiser is not None else load_model(ctx, "denoiser", vocab, denoiser=True))
-    path = ctx.rd.model_path(init)
-    if not path.exists():
-        raise RunFolderError(f"{path}: missing (method '{name}' starts from '{init}': run its stage first)")
-    return init_base_predictor("checkpoint", factory=factory, checkpoint=path, key="model")
+    """f of method ``name`` before training (:func:`composedft.methods.make_base_predictor`): random,
+    a copy of Π, or the saved f of the method ``init`` names."""
+    path = None
+    if init not in BASE_INITS:
+        path = ctx.rd.model_path(init)
+        if not path.exists():
+            raise RunFolderError(f"{path}: missing (method '{name}' starts from '{init}': run its stage first)")
+    if init == "denoiser" and denoiser is None:
+        denoiser = load_model(ctx, "denoiser", vocab, denoiser=True)
+    return make_base_predictor(name, factory=_factory(ctx, vocab, name), denoiser=denoiser, checkpoint=path,
+                               key="model", cfg=ctx.cfg)
 
 
 def stage_denoiser(ctx: Context):

@@ -162,19 +162,12 @@ def validate(cfg: ReluConfig) -> ReluConfig:
 
 def _check_methods(cfg: ReluConfig) -> None:
     """Every method is in the core registry, and this study implements what it trains."""
-    from composedft.methods import get_method, training_phases
+    from composedft.methods import check_methods
     from . import methods as relu_methods  # registers the study's own methods and objectives
     from . import related  # noqa: F401  (registers the related methods; late import: it needs this module)
 
-    for name in cfg.methods:
-        try:
-            m = get_method(name)
-            if m.trains:
-                relu_methods.objective_of(name)
-        except ValueError as err:
-            raise ConfigError(f"field 'methods': {err}") from None
     try:
-        training_phases(cfg.methods, cfg)
+        check_methods(cfg.methods, cfg, relu_methods.OBJECTIVES, domain="the ReLU study")
     except ValueError as err:
         raise ConfigError(f"field 'methods': {err}") from None
 
