@@ -178,11 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", default=None, help="write per-program records (JSONL) here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("summary", help="accuracy per method over seed folders, paired comparisons with "
-                                       "bootstrap intervals (python -m simulations.code summary DIR [DIR ...])")
-    p.add_argument("folders", nargs="+", help="one run folder (or committed results folder) per seed")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default %(default)s)")
-    p.set_defaults(func=lambda a: summary_main([*a.folders, "--n-boot", str(a.n_boot)]))
+    # its arguments go verbatim to simulations.code.summary.main, which owns them (and --help)
+    p = sub.add_parser("summary", prefix_chars="+", add_help=False,
+                       help="accuracy per method over seed folders, paired comparisons with bootstrap "
+                            "intervals (python -m simulations.code summary DIR [DIR ...])")
+    p.add_argument("argv", nargs="*")
+    p.set_defaults(func=lambda a: summary_main(a.argv))
 
     from . import pipeline  # the `run` command: python -m simulations.code run --preset ... --out DIR
     pipeline.add_parser(sub)
