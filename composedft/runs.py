@@ -78,6 +78,8 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True):
         self.path = Path(path)
+        self.config_path, self.manifest_path = self.path / "config.json", self.path / "manifest.json"
+        self.results_path, self.data_dir = self.path / "results.csv", self.path / "data"
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
@@ -88,22 +90,6 @@ class RunDir:
         return self.path / name
 
     # ---- paths ------------------------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / "manifest.json"
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / "results.csv"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.path / "data"
-
     def data_path(self, name: str) -> Path:
         return self.data_dir / name
 
