@@ -65,6 +65,8 @@ class TrainConfig:
     select_metric: str = ""           # eval_fn metric for model selection ("" keeps the last)
     select_mode: Literal["min", "max"] = "min"
     restore_best: bool = True         # load the selected (best) state into the model at the end
+    patience: int = 0                 # early stopping: stop after this many evaluations without a
+                                      # better select_metric (0: train all ``steps``)
     progress: bool | None = None      # tqdm bar; None: bar on a terminal, else a plain line every 30 s
 
     def __post_init__(self) -> None:
@@ -76,6 +78,7 @@ class TrainConfig:
                   ("weight_decay", self.weight_decay >= 0), ("grad_clip", self.grad_clip >= 0),
                   ("warmup", self.warmup >= 0), ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
                   ("eval_every", self.eval_every >= 0), ("ckpt_every", self.ckpt_every >= 0),
+                  ("patience", self.patience >= 0),
                   ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)),
                   ("schedule", self.schedule in ("constant", "cosine", "inverse_sqrt", "linear")),
                   ("select_mode", self.select_mode in ("min", "max"))]
@@ -89,13 +92,14 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-        step: the number of optimizer steps taken in total (== cfg.steps).
+        step: the number of optimizer steps taken in total (== cfg.steps unless stopped early).
         history: one dict per evaluation: ``step``, ``lr``, ``train_loss`` (mean since the
             previous evaluation) and the metrics of ``eval_fn``.
         best_metric / best_step: the selected evaluation (None without selection).
         best_state: the model's ``state_dict`` at ``best_step`` (CPU tensors), or None.
         resumed_from: the step of the checkpoint this call resumed from, or None.
         wall_s: wall time of this call.
+        stopped_early: True when ``cfg.patience`` evaluations in a row did not improve.
     """
 
     step: int
@@ -105,6 +109,7 @@ class TrainResult:
     best_state: dict[str, torch.Tensor] | None = None
     resumed_from: int | None = None
     wall_s: float = 0.0
+    stopped_early: bool = False
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -194,6 +199,11 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
     if best is None:
         return True
     return value < best if mode == "min" else value > best
+
+
+def evals_since_best(history: list[Mapping[str, float]], best_step: int | None) -> int:
+    """Evaluations after the selected one (all of them when nothing is selected yet)."""
+    return sum(1 for h in history if best_step is None or h["step"] > best_step)
 
 
 def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: Callable[[int, torch.Generator], Any],
@@ -300,8 +310,11 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: 
     model.train()
     bar = Progress(cfg.steps, _progress_desc(run_dir), unit="step", initial=min(result.step, cfg.steps),
                    enabled=False if _is_secondary_rank() else cfg.progress)
+    def out_of_patience() -> bool:  # a function of the saved history: a resumed run stops where it did
+        return bool(cfg.patience and selecting and evals_since_best(result.history, result.best_step) >= cfg.patience)
+
     try:
-        while result.step < cfg.steps:
+        while result.step < cfg.steps and not out_of_patience():
             batch = _to_device(batch_fn(result.step, torch_generator(derive_seed(cfg.seed, "batch", result.step))),
                                device)
             out = loss_fn(model, batch)
@@ -327,6 +340,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batch_fn: 
                 checkpoint()
     finally:
         bar.close()
+    result.stopped_early = result.step < cfg.steps
     if eval_fn is not None and (not result.history or result.history[-1]["step"] != result.step):
         evaluate()
     if last_path is not None and saved_at[0] != result.step:

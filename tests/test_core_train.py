@@ -224,3 +224,30 @@ def test_progress_bar_quiet_unless_asked(capsys):
     assert capsys.readouterr().err == ""
     train(_model(), loss_fn, batch_fn, _cfg(ckpt_every=0, progress=True))
     assert "train" in capsys.readouterr().err
+
+
+def _scripted_eval(values):
+    """eval_fn returning ``values`` in turn (the metric sequence is fixed, so the stop step is known)."""
+    it = iter(values)
+    return lambda model: {"val_mse": next(it)}
+
+
+@pytest.mark.parametrize("patience, stop_eval", [(1, 3), (2, 4), (3, 8)])
+def test_patience_stops_after_that_many_evaluations_without_improvement(tmp_path, patience, stop_eval):
+    # evals at steps 3, 6, ...: best at eval 2 (4.0), then 4.5, 4.6 (no gain), 3.0 (gain), then none
+    values = [5.0, 4.0, 4.5, 4.6, 3.0, 3.5, 3.6, 3.7, 3.8, 3.9]
+    res = train(_model(), loss_fn, batch_fn, _cfg(steps=30, patience=patience),
+                eval_fn=_scripted_eval(values), run_dir=tmp_path)
+    assert res.stopped_early and res.step == 3 * stop_eval
+    assert len(res.history) == stop_eval
+    best = min(values[:stop_eval])
+    assert res.best_metric == best and res.best_step == 3 * (values.index(best) + 1)
+    # a second call resumes from last.pt and stops at once: no step, no evaluation
+    again = train(_model(), loss_fn, batch_fn, _cfg(steps=30, patience=patience),
+                  eval_fn=_scripted_eval([]), run_dir=tmp_path)
+    assert again.step == res.step and len(again.history) == stop_eval and again.stopped_early
+
+
+def test_patience_zero_trains_every_step():
+    res = train(_model(), loss_fn, batch_fn, _cfg(steps=12, patience=0), eval_fn=_scripted_eval([5.0, 6.0, 7.0, 8.0]))
+    assert res.step == 12 and not res.stopped_early and res.best_step == 3

@@ -15,7 +15,7 @@ from composedft.config import ConfigError
 
 from .model import ModelConfig
 
-__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES"]
+__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES", "PRETRAINING_STAGES", "stage_seed"]
 
 # the registry objectives (composedft.methods) this pipeline trains: token NLL, the score-function
 # composed loss, and each + SMART's smoothness term on the source embeddings (stages.py)
@@ -71,6 +71,8 @@ class CodeConfig:
     composed_warmup: int = 90
     label_smoothing: float = 0.0      # on the NLL terms (SPoC 0.1-0.2)
     eval_every: int = 200             # validation (token NLL on val) every N steps; best is kept
+    patience: int = 0                 # early stopping: stop a stage after this many validations
+                                      # without a lower val NLL (0 = train every step)
     # ---- composed objective (docs/method.md §2; our fixes of the reference estimator, docs/method.md §3.3) ----------------
     composed_init: Literal["denoiser", "standard"] = "denoiser"  # composed f's init: Π (paper, the
                                       # registry's default) or the standard f (reference; presets)
@@ -91,6 +93,8 @@ class CodeConfig:
     time_limit_s: float = 2.0         # per test case
     # ---- run --------------------------------------------------------------------------------
     seed: int = 0                     # one seed drives data generation, init and sampling
+    shared_pretraining: bool = False  # data, tokenizer and Π made with seed 0 whatever ``seed`` is:
+                                      # fine-tuning seeds share the test programs and the denoiser
     device: str = "auto"              # auto | cpu | cuda | cuda:N | mps
     amp: bool = True                  # bf16 autocast on CUDA (every forward); CPU runs ignore it (float32)
     threads: int = 0                  # torch CPU threads (0 = all cores: torch's default, one per core)
@@ -134,6 +138,16 @@ class CodeConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+
+
+# the stages whose outputs a ``shared_pretraining`` run shares across fine-tuning seeds
+PRETRAINING_STAGES = ("data", "vocab", "denoiser")
+
+
+def stage_seed(cfg: CodeConfig, stage: str) -> int:
+    """The seed of ``stage``: 0 for the pre-training stages of a ``shared_pretraining`` run (so
+    every fine-tuning seed sees the same programs and the same Π), else ``cfg.seed``."""
+    return 0 if cfg.shared_pretraining and stage in PRETRAINING_STAGES else cfg.seed
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:

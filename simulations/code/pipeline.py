@@ -33,6 +33,7 @@ from composedft.runs import RunDir
 from .config import PRESETS, CodeConfig
 from .context import (RESUME_FREE_FIELDS, Context, RunFolderError, barrier, cleanup_distributed,
                       init_distributed)
+from .shared import copy_pretraining
 from .stage_data import stage_data, stage_vocab
 from .stage_eval import stage_evaluate, stage_predict
 from .stages import stage_denoiser, stage_method, trained_methods, training_stages
@@ -71,6 +72,9 @@ def _own_options() -> argparse.ArgumentParser:
     p.add_argument("--out", required=False, help="run folder")
     p.add_argument("--stages", default="all", help="comma-separated subset of the run's stages (default all: "
                    "data,vocab,denoiser,<each trained method>,predict,evaluate)")
+    p.add_argument("--shared-from", default="", metavar="DIR",
+                   help="copy data, tokenizer and denoiser from DIR, a run of the same configuration with "
+                        "shared_pretraining=true and another seed (simulations/code/shared.py)")
     p.add_argument("--help", "-h", action="store_true")
     return p
 
@@ -96,7 +100,7 @@ def main(args=None) -> int:
         print(f"error: unknown stage(s) {unknown}; choose from {', '.join(all_stages)}", file=sys.stderr)
         return 2
     try:
-        rows = run(cfg, ns.out, stages)
+        rows = run(cfg, ns.out, stages, shared_from=ns.shared_from)
     except (ConfigError, DataFileError, CheckpointError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -127,8 +131,9 @@ def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
     rd.write_config(cfg)
 
 
-def run(cfg: CodeConfig, out: str | os.PathLike, stages=None) -> list[dict]:
-    """Run ``stages`` into ``out``; returns the rows of ``results.csv`` (empty if not evaluated)."""
+def run(cfg: CodeConfig, out: str | os.PathLike, stages=None, shared_from: str | os.PathLike = "") -> list[dict]:
+    """Run ``stages`` into ``out``; returns the rows of ``results.csv`` (empty if not evaluated).
+    ``shared_from``: a run folder whose pre-training outputs are copied first (:mod:`.shared`)."""
     t_start = time.time()
     stages = stages_for(cfg) if stages is None else stages
     training = training_stages(cfg)
@@ -138,11 +143,20 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=None) -> list[dict]:
     if cfg.amp and device.type != "cuda":
         print(f"note: amp=True has no effect on {device.type} (bf16 autocast is CUDA only; float32 here)", flush=True)
     dist = init_distributed(device)
+    if dist.world > 1 and cfg.patience:  # only rank 0 validates: the ranks would stop at different steps
+        cleanup_distributed(dist)
+        raise ConfigError("field 'patience': early stopping is not supported under torchrun (set patience=0)")
     rd = RunDir(out)
     if dist.rank == 0:
         _check_config(rd, cfg)
     ctx = Context(cfg=cfg, rd=rd, device=device, dist=dist)
     timings = rd.read_manifest().get("stages", {})
+    if shared_from and dist.rank == 0:
+        copied = copy_pretraining(shared_from, rd, cfg)
+        timings.update(copied)
+        if copied:
+            print(f"[data, vocab, denoiser] copied from {shared_from}", flush=True)
+    barrier(dist)
     rows: list[dict] = []
     for name in stages:
         if dist.world > 1 and name not in training and dist.rank != 0:

@@ -18,7 +18,7 @@ import numpy as np
 from composedft.io import DataFileError, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from composedft.seeding import derive_seed
 
-from .config import CodeConfig
+from .config import CodeConfig, stage_seed
 from .context import Context, RunFolderError, read_examples, write_examples
 from .data import DataFormatError, default_data_dir, is_spoc_path, load_sanstype, load_spoc
 from .decode import max_len_from_data
@@ -106,7 +106,7 @@ def _sanstype_data(cfg: CodeConfig):
     from . import corrupt, sanstype
     from .sanstype_cases import generate
     gen = sanstype.REFERENCE  # the shared train files follow the released generator's distribution
-    given = {split: (_subsample(user_split(cfg, f"test_{split}"), getattr(cfg, f"n_test_{split}"), cfg.seed,
+    given = {split: (_subsample(user_split(cfg, f"test_{split}"), getattr(cfg, f"n_test_{split}"), stage_seed(cfg, "data"),
                                 f"test_{split}"), getattr(cfg, f"test_{split}"))
              for split in ("id", "ood") if getattr(cfg, f"test_{split}")}  # read first: a bad file fails fast
     root = _data_dir(cfg)
@@ -116,17 +116,17 @@ def _sanstype_data(cfg: CodeConfig):
         val = load_sanstype(shared / "val")[:cfg.n_val]
         source = str(shared)
     else:
-        train = generate(cfg.n_labeled, derive_seed(cfg.seed, "train"), id_prefix="train-", cfg=gen)
-        val = generate(cfg.n_val, derive_seed(cfg.seed, "val"), id_prefix="val-", cfg=gen)
+        train = generate(cfg.n_labeled, derive_seed(stage_seed(cfg, "data"), "train"), id_prefix="train-", cfg=gen)
+        val = generate(cfg.n_val, derive_seed(stage_seed(cfg, "data"), "val"), id_prefix="val-", cfg=gen)
         source = "generated"
     tests = dict(given)
     for split, ood in (("id", False), ("ood", True)):
         if split not in tests:
             field, n = f"test_{split}", getattr(cfg, f"n_test_{split}")
-            tests[split] = (generate(n, derive_seed(cfg.seed, field), ood=ood, id_prefix=f"{split}-", cfg=gen),
+            tests[split] = (generate(n, derive_seed(stage_seed(cfg, "data"), field), ood=ood, id_prefix=f"{split}-", cfg=gen),
                             "generated (reference generator" + (", OOD templates)" if ood else ")"))
-    unlabeled = sanstype.generate_programs(cfg.n_unlabeled, derive_seed(cfg.seed, "unlabeled"), cfg=gen)
-    rng = np.random.default_rng(derive_seed(cfg.seed, "corrupt"))
+    unlabeled = sanstype.generate_programs(cfg.n_unlabeled, derive_seed(stage_seed(cfg, "data"), "unlabeled"), cfg=gen)
+    rng = np.random.default_rng(derive_seed(stage_seed(cfg, "data"), "corrupt"))
     pairs = [(corrupt.corrupt_sanstype(e.tgt, rng), e.tgt) for e in unlabeled]
     extra = {"labeled_source": source, "generator": "reference",
              "split_files": {"id": tests["id"][1], "ood": tests["ood"][1]}}
@@ -142,7 +142,7 @@ def spoc_data(cfg: CodeConfig):
         raise DataFileError(f"SPoC data not found under {root or '../shared/data'} (set --data_dir or $COMPOSEDFT_DATA)")
     tc = root / "spoc" / "testcases"
     programs = load_spoc(root / "spoc" / "train-eval.tsv", tc) + load_spoc(root / "spoc" / "train-test.tsv", tc)
-    rng = np.random.default_rng(derive_seed(cfg.seed, "spoc-split"))
+    rng = np.random.default_rng(derive_seed(stage_seed(cfg, "data"), "spoc-split"))
     probs = sorted({e.probid for e in programs})
     held = set(rng.permutation(probs)[:cfg.spoc_ood_problems].tolist()) if not cfg.test_ood else set()
     rest = [e for e in programs if e.probid not in held]
@@ -167,11 +167,11 @@ def spoc_data(cfg: CodeConfig):
         ood_file = f"held-out problems ({len(held)}) of train-eval/train-test/testw"
     counts.update(ood_programs=len(test_ood), ood_problems=len({e.probid for e in test_ood}),
                   train_problems=len(seen))
-    test_id = _subsample(test_id, cfg.n_test_id, cfg.seed, "test_id")
-    test_ood = _subsample(test_ood, cfg.n_test_ood, cfg.seed, "test_ood")
+    test_id = _subsample(test_id, cfg.n_test_id, stage_seed(cfg, "data"), "test_id")
+    test_ood = _subsample(test_ood, cfg.n_test_ood, stage_seed(cfg, "data"), "test_ood")
     # Denoiser data: corruptions of the TRAINING programs only (never val/test code).
     from . import corrupt
-    crng = np.random.default_rng(derive_seed(cfg.seed, "corrupt"))
+    crng = np.random.default_rng(derive_seed(stage_seed(cfg, "data"), "corrupt"))
     pairs = []
     for e in train:
         for _ in range(cfg.spoc_corruptions):

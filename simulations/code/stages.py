@@ -29,7 +29,7 @@ from composedft.smart import SmartConfig
 from composedft.train import TrainConfig
 
 from . import seq2seq_train as T
-from .config import model_config
+from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
 from .stage_data import load_tokenizer, read_pairs, tokenizer_info
@@ -101,8 +101,8 @@ def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int,
     c = ctx.cfg
     return TrainConfig(lr=lr, steps=steps, batch_size=batch_size, weight_decay=c.weight_decay, betas=(0.9, 0.98),
                        grad_clip=c.grad_clip, schedule="inverse_sqrt", warmup=warmup, eval_every=c.eval_every,
-                       ckpt_every=c.eval_every, seed=derive_seed(c.seed, name, "train"), device=str(ctx.device),
-                       select_metric="val_nll", select_mode="min")
+                       ckpt_every=c.eval_every, seed=derive_seed(stage_seed(c, name), name, "train"), device=str(ctx.device),
+                       select_metric="val_nll", select_mode="min", patience=c.patience)
 
 
 def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
@@ -118,7 +118,7 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
     tokens = [0]
     run_dir = ctx.rd.stage_dir(name)
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
-    res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(cfg.seed, name, "batches"), tokens),
+    res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(stage_seed(cfg, name), name, "batches"), tokens),
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
                 run_dir=run_dir if rank == 0 else run_dir / f"rank{rank}")
     for h in res.history:
@@ -127,7 +127,8 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
     if rank == 0:
         ctx.rd.save_model(name, {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
     barrier(ctx.dist)
-    return {"steps": steps, "best_val_nll": round(best, 4), "best_step": res.best_step,
+    return {"steps": steps, "steps_run": res.step, "stopped_early": res.stopped_early,
+            "best_val_nll": round(best, 4), "best_step": res.best_step,
             "resumed_from": res.resumed_from, "train_tokens": tokens[0], "train_s": round(res.wall_s, 3),
             "tokens_per_s": tokens[0] / max(res.wall_s, 1e-9), "params": count_parameters(target)}
 
@@ -135,7 +136,7 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
 def _factory(ctx: Context, vocab, name: str, denoiser: bool = False):
     """Builds an untrained model (seeded per stage) for :func:`composedft.compose.init_base_predictor`."""
     def make() -> Seq2SeqTransformer:
-        torch.manual_seed(derive_seed(ctx.cfg.seed, name, "init"))
+        torch.manual_seed(derive_seed(stage_seed(ctx.cfg, name), name, "init"))
         return Seq2SeqTransformer(model_config(ctx.cfg, len(vocab), denoiser=denoiser)).to(ctx.device)
     return make
 

@@ -1,0 +1,84 @@
+"""``shared_pretraining`` and ``run --shared-from``: fine-tuning seeds share data, tokenizer and Π,
+and copying them from another seed's folder equals recomputing them (CPU, no g++)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from composedft.io import load_checkpoint
+from simulations.code import pipeline
+from simulations.code.config import stage_seed
+from simulations.code.context import RunFolderError
+
+from test_code_pipeline_stages import tiny_cfg, write_tiny_data
+
+PRE = ("vocab", "denoiser")
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def _same_state(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage_seed_fixes_only_the_pretraining_stages():
+    cfg = tiny_cfg(seed=3, shared_pretraining=True)
+    assert [stage_seed(cfg, s) for s in ("data", "vocab", "denoiser", "standard", "composed")] == [0, 0, 0, 3, 3]
+    plain = tiny_cfg(seed=3)
+    assert {stage_seed(plain, s) for s in ("data", "denoiser", "standard")} == {3}
+
+
+def test_recomputed_denoiser_of_another_seed_is_identical(tmp_path):
+    """The property that makes sharing sound: with shared_pretraining, seed 1 trains the same Π as seed 0
+    (and without it, a different one)."""
+    runs = {}
+    for seed, shared in ((0, True), (1, True), (1, False)):
+        out = tmp_path / f"s{seed}{shared}"
+        write_tiny_data(out)
+        pipeline.run(tiny_cfg(seed=seed, shared_pretraining=shared), out, PRE)
+        runs[seed, shared] = _weights(out / "models" / "denoiser.pt")
+    assert _same_state(runs[0, True], runs[1, True])
+    assert not _same_state(runs[0, True], runs[1, False])
+
+
+def test_shared_from_copies_and_skips(tmp_path, capsys):
+    a, b = tmp_path / "seed0", tmp_path / "seed1"
+    write_tiny_data(a)
+    pipeline.run(tiny_cfg(seed=0, shared_pretraining=True), a, PRE)
+    pipeline.run(tiny_cfg(seed=1, shared_pretraining=True), b, ("data", *PRE, "standard"), shared_from=a)
+    out = capsys.readouterr().out
+    assert "copied from" in out and "[denoiser] done already" in out and "[data] done already" in out
+    for rel in ("models/denoiser.pt", "tokenizer.model", "tokenizer.json", "data/train.jsonl", "data/info.json"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    stages = pipeline.RunDir(b, create=False).read_manifest()["stages"]
+    assert stages["denoiser"]["copied_from"] == str(a) and stages["denoiser"]["wall_s"] == 0.0
+    assert "standard" in stages and "copied_from" not in stages["standard"]
+    # a second invocation finds Π in place and copies nothing
+    before = (b / "models" / "denoiser.pt").stat().st_mtime_ns
+    pipeline.run(tiny_cfg(seed=1, shared_pretraining=True), b, PRE, shared_from=a)
+    assert (b / "models" / "denoiser.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("field, here, there", [("d_model", 16, 24), ("shared_pretraining", True, False)])
+def test_shared_from_refuses_another_configuration(tmp_path, field, here, there):
+    a = tmp_path / "src"
+    write_tiny_data(a)
+    pipeline.run(tiny_cfg(seed=0, **{"shared_pretraining": True, field: there}), a, PRE)
+    with pytest.raises(RunFolderError, match=field):
+        pipeline.run(tiny_cfg(seed=1, **{"shared_pretraining": True, field: here}), tmp_path / "dst", PRE, shared_from=a)
+    assert not (tmp_path / "dst" / "models" / "denoiser.pt").exists()
+
+
+def test_shared_from_needs_finished_pretraining(tmp_path):
+    a = tmp_path / "src"
+    write_tiny_data(a)
+    pipeline.run(tiny_cfg(seed=0, shared_pretraining=True), a, ("vocab",))
+    with pytest.raises(RunFolderError, match="denoiser.pt"):
+        pipeline.run(tiny_cfg(seed=1, shared_pretraining=True), tmp_path / "dst", PRE, shared_from=a)
+    shutil.rmtree(a / "data")
+    with pytest.raises(RunFolderError, match="info.json"):
+        pipeline.run(tiny_cfg(seed=1, shared_pretraining=True), tmp_path / "dst", PRE, shared_from=a)
