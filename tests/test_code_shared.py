@@ -82,3 +82,35 @@ def test_shared_from_needs_finished_pretraining(tmp_path):
     shutil.rmtree(a / "data")
     with pytest.raises(RunFolderError, match="info.json"):
         pipeline.run(tiny_cfg(seed=1, shared_pretraining=True), tmp_path / "dst", PRE, shared_from=a)
+
+
+def test_finetuning_only_fields_do_not_change_the_denoiser(tmp_path):
+    """What makes finetuning_only sound: Π trained under different values of every fine-tuning field is
+    identical, so a seed folder with other fine-tuning settings may share it."""
+    from dataclasses import fields
+
+    from simulations.code.config import CodeConfig, finetuning_only
+    base = tiny_cfg(seed=0, shared_pretraining=True)
+    changed = {}
+    for f in fields(CodeConfig):
+        v = getattr(base, f.name)
+        if not finetuning_only(f.name) or f.name in ("methods", "seed") or isinstance(v, (bool, str)):
+            continue
+        changed[f.name] = v + 1 if isinstance(v, int) else v * 0.5 + 0.01
+    assert {"dropout", "standard_steps", "composed_k", "patience"} <= set(changed)
+    outs = []
+    for i, kw in enumerate(({}, changed)):
+        out = tmp_path / f"r{i}"
+        write_tiny_data(out)
+        pipeline.run(tiny_cfg(seed=i, shared_pretraining=True, **kw), out, PRE)
+        outs.append(_weights(out / "models" / "denoiser.pt"))
+    assert _same_state(*outs)
+
+
+def test_shared_from_accepts_other_finetuning_fields(tmp_path):
+    a = tmp_path / "src"
+    write_tiny_data(a)
+    pipeline.run(tiny_cfg(seed=0, shared_pretraining=True), a, PRE)
+    b = tmp_path / "dst"
+    pipeline.run(tiny_cfg(seed=2, shared_pretraining=True, standard_steps=5, patience=1), b, PRE, shared_from=a)
+    assert (a / "models/denoiser.pt").read_bytes() == (b / "models/denoiser.pt").read_bytes()

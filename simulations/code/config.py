@@ -15,7 +15,8 @@ from composedft.config import ConfigError
 
 from .model import ModelConfig
 
-__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES", "PRETRAINING_STAGES", "stage_seed"]
+__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES", "PRETRAINING_STAGES", "stage_seed",
+           "finetuning_only"]
 
 # the registry objectives (composedft.methods) this pipeline trains: token NLL, the score-function
 # composed loss, and each + SMART's smoothness term on the source embeddings (stages.py)
@@ -71,8 +72,8 @@ class CodeConfig:
     composed_warmup: int = 90
     label_smoothing: float = 0.0      # on the NLL terms (SPoC 0.1-0.2)
     eval_every: int = 200             # validation (token NLL on val) every N steps; best is kept
-    patience: int = 0                 # early stopping: stop a stage after this many validations
-                                      # without a lower val NLL (0 = train every step)
+    patience: int = 0                 # early stopping of the fine-tuning stages (not Π): stop after this
+                                      # many validations without a lower val NLL (0 = every step)
     # ---- composed objective (docs/method.md §2; our fixes of the reference estimator, docs/method.md §3.3) ----------------
     composed_init: Literal["denoiser", "standard"] = "denoiser"  # composed f's init: Π (paper, the
                                       # registry's default) or the standard f (reference; presets)
@@ -148,6 +149,13 @@ def stage_seed(cfg: CodeConfig, stage: str) -> int:
     """The seed of ``stage``: 0 for the pre-training stages of a ``shared_pretraining`` run (so
     every fine-tuning seed sees the same programs and the same Π), else ``cfg.seed``."""
     return 0 if cfg.shared_pretraining and stage in PRETRAINING_STAGES else cfg.seed
+
+
+def finetuning_only(name: str) -> bool:
+    """True for a field that the pre-training stages (data, vocab, Π) never read: a seed of a
+    ``shared_pretraining`` run may change it and still share Π (simulations/code/shared.py)."""
+    return (name.startswith(("direct_", "standard_", "composed_", "smart_", "bt_"))
+            or name in {"dropout", "patience", "methods", "seed", "beam", "time_limit_s"})
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:

@@ -14,15 +14,13 @@ from pathlib import Path
 from composedft.config import cfg_to_dict
 from composedft.runs import RunDir
 
-from .config import PRETRAINING_STAGES, CodeConfig
+from .config import PRETRAINING_STAGES, CodeConfig, finetuning_only
 from .context import RESUME_FREE_FIELDS, RunFolderError
 
 __all__ = ["copy_pretraining", "SHARED_FILES"]
 
 # the files the pre-training stages write (data/ is copied whole); the last one marks completion
 SHARED_FILES = ("tokenizer.model", "vocab.json", "tokenizer.json")
-# fields a fine-tuning seed may change without changing the pre-training outputs
-_FREE = RESUME_FREE_FIELDS | {"seed", "methods"}
 
 
 def _check_source(src: RunDir, cfg: CodeConfig) -> dict:
@@ -33,7 +31,8 @@ def _check_source(src: RunDir, cfg: CodeConfig) -> dict:
         raise RunFolderError(f"{src.path}: --shared-from needs shared_pretraining=true in both runs "
                              f"(field 'shared_pretraining': {old.get('shared_pretraining')} there, "
                              f"{cfg.shared_pretraining} here)")
-    diff = sorted(k for k in set(old) | set(new) if k not in _FREE and old.get(k) != new.get(k))
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in RESUME_FREE_FIELDS and not finetuning_only(k) and old.get(k) != new.get(k))
     if diff:
         raise RunFolderError(f"{src.config_path}: made with a different configuration (fields {', '.join(diff)}); "
                              "its pre-training outputs are not this run's")

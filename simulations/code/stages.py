@@ -102,7 +102,8 @@ def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int,
     return TrainConfig(lr=lr, steps=steps, batch_size=batch_size, weight_decay=c.weight_decay, betas=(0.9, 0.98),
                        grad_clip=c.grad_clip, schedule="inverse_sqrt", warmup=warmup, eval_every=c.eval_every,
                        ckpt_every=c.eval_every, seed=derive_seed(stage_seed(c, name), name, "train"), device=str(ctx.device),
-                       select_metric="val_nll", select_mode="min", patience=c.patience)
+                       select_metric="val_nll", select_mode="min",
+                       patience=0 if name == "denoiser" else c.patience)  # Π trains its fixed budget
 
 
 def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
