@@ -207,3 +207,27 @@ def test_predict_stage_reports_the_denoisers_identity_and_repair_rates(tmp_path)
     assert stage_eval.exact_match_rate(["a", "b", "c", "d"], ["a", "x", "c", "y"]) == 0.5
     with pytest.raises(ValueError, match="3 outputs for 2 references"):
         stage_eval.exact_match_rate(["a", "b", "c"], ["a", "b"])
+
+
+def test_methods_added_to_a_finished_run_are_trained_and_decoded_alone(tmp_path):
+    """``methods`` is resume-free: a run folder accepts more methods later; the stages and decoded
+    outputs of the earlier ones are kept (not redone), the new ones are added."""
+    write_tiny_data(tmp_path)
+    first = tiny_cfg(methods=("standard",))
+    pipeline.run(first, tmp_path, ("vocab", "denoiser", "standard", "predict"))
+    dec = tmp_path / "decoded"
+    kept = {p.name: p.stat().st_mtime_ns for p in dec.glob("standard_*.jsonl")}
+    n_first = __import__("json").loads((dec / "done.json").read_text())["sequences"]
+    more = tiny_cfg(methods=("standard", "standard+posthoc", "direct"))
+    assert pipeline.run(more, tmp_path, ("vocab", "denoiser", "standard", "direct", "predict")) == []
+    assert {p.name: p.stat().st_mtime_ns for p in dec.glob("standard_*.jsonl")} == kept
+    for m in ("standard+posthoc", "direct"):
+        assert (dec / f"{m}_id.jsonl").exists() and (dec / f"{m}_ood.jsonl").exists()
+    done = __import__("json").loads((dec / "done.json").read_text())
+    assert "denoiser_identity_rate" in done
+    # f alone for `standard`, then f and Π∘f for `standard+posthoc`, f alone for `direct` (per test program)
+    n_test = sum(1 for _ in open(tmp_path / "data" / "test_id.jsonl")) + sum(1 for _ in open(tmp_path / "data" / "test_ood.jsonl"))
+    assert n_first == n_test and done["sequences"] == (1 + 2 + 1) * n_test
+    # a different value of a field that changes results is still refused
+    with pytest.raises(context.RunFolderError, match="standard_steps"):
+        pipeline.run(tiny_cfg(methods=("standard",), standard_steps=7), tmp_path, ("predict",))

@@ -56,13 +56,20 @@ def test_report_has_accuracies_and_comparisons(tmp_path):
     f = [_seed_folder(tmp_path, s, {"id": {"standard": [1, 0, 0, 1], "composed": [1, 1, 0, 1],
                                            "standard+posthoc": [1, 1, 1, 1]}}) for s in range(2)]
     text = S.summarize(f, n_boot=200)
-    assert "| composed | 0.750 [0.750, 0.750] |" in text
+    assert "| composed | 2 | 0.750 [0.750, 0.750] |" in text
     import re
-    m = re.search(r"\| composed vs standard \| id \| \+0\.250 \[([-+.0-9]+), ([-+.0-9]+)\] \| \+50\.0% \| (.+?) \|", text)
+    m = re.search(r"\| composed vs standard \| id \| 2 \| \+0\.250 \[([-+.0-9]+), ([-+.0-9]+)\] \| \+50\.0% \| (.+?) \|", text)
     assert m and float(m[1]) <= 0.25 <= float(m[2])
     assert m[3] == ("composed better" if float(m[1]) > 0 else "no significant difference")
-    assert "standard+posthoc vs standard | id | +0.500" in text
+    assert "standard+posthoc vs standard | id | 2 | +0.500" in text
     assert "bt+composed" not in text  # comparisons of absent methods are skipped
+
+
+def test_a_method_missing_from_one_seed_is_paired_over_the_seeds_that_have_it(tmp_path):
+    f = [_seed_folder(tmp_path, 0, {"id": {"standard": [1, 0, 0, 1], "bt": [1, 1, 1, 1]}}),
+         _seed_folder(tmp_path, 1, {"id": {"standard": [0, 0, 0, 1]}})]
+    text = S.summarize(f, n_boot=200)
+    assert "| bt | 1 | 1.000" in text and "| standard | 2 | 0.375" in text
 
 
 def test_predictions_jsonl_are_read_when_there_is_no_verdicts_csv(tmp_path):

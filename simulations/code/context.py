@@ -19,7 +19,9 @@ from .config import CodeConfig
 from .data import Example, TestCase
 
 # fields that may change between invocations on one run folder (they do not change results)
-RESUME_FREE_FIELDS = {"device", "threads", "eval_workers", "decode_batch_size", "amp"}
+# fields a run folder may be resumed with other values of: how to compute, not what; and
+# ``methods``: each method's stage, predictions and verdicts are its own, so methods can be added
+RESUME_FREE_FIELDS = {"device", "threads", "eval_workers", "decode_batch_size", "amp", "methods"}
 
 
 class RunFolderError(RuntimeError):

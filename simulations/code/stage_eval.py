@@ -61,10 +61,16 @@ def denoiser_quality(ctx: Context, denoiser, tok_, max_len: int) -> dict:
 def stage_predict(ctx: Context):
     """Greedy outputs of direct / standard / composed f, and Π applied to each (post hoc), through
     the core composition (:func:`composedft.sequence.posthoc_decode`, batched)."""
-    out_dir = ctx.rd / "decoded"
-    if (out_dir / "done.json").exists():
+    out_dir, c = ctx.rd / "decoded", ctx.cfg
+    done_path = out_dir / "done.json"
+    # per trained f: decoded already when every method that predicts with it has both splits, so
+    # methods added to a finished run folder are decoded alone (the earlier ones are kept)
+    todo = {name: missing for name, users in prediction_sources(c.methods).items()
+            if (missing := [(m, p) for m, p in users
+                            if not all((out_dir / f"{m}_{s}.jsonl").exists() for s in SPLITS)])}
+    if done_path.exists() and not todo:
         return None
-    c, tok_ = ctx.cfg, load_tokenizer(ctx)
+    tok_ = load_tokenizer(ctx)
     max_len = tokenizer_info(ctx)["max_decode_len"]
     denoiser = load_model(ctx, "denoiser", tok_, denoiser=True)
     n_dec, tok = 0, 0
@@ -72,19 +78,23 @@ def stage_predict(ctx: Context):
     for split in SPLITS:
         examples = read_examples(ctx.rd.data_path(f"test_{split}.jsonl"))
         srcs = [tuple(tok_.encode_text(e.src)) + (EOS,) for e in examples]
-        for model_name, users in prediction_sources(c.methods).items():
+        for model_name, users in todo.items():
             f = load_model(ctx, model_name, tok_)
-            base, post = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam,
-                                     device=ctx.device, amp=c.amp, denoiser=denoiser)
-            n_dec += 2 * len(srcs)
+            with_pi = any(p for _, p in users)  # Π's pass only when a method predicts Π(f(x))
+            res = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam,
+                              device=ctx.device, amp=c.amp, denoiser=denoiser if with_pi else None)
+            base, post = res if with_pi else (res, [])
+            n_dec += (1 + with_pi) * len(srcs)
             tok += sum(len(y) + 1 for y in base) + sum(len(y) + 1 for y in post)
             for method, posthoc in users:
                 ys = post if posthoc else base
                 atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
                                    [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
     secs = time.perf_counter() - t0
-    quality = denoiser_quality(ctx, denoiser, tok_, max_len)
-    atomic_write_json(out_dir / "done.json", {"max_decode_len": max_len, "sequences": n_dec, **quality})
+    old = read_json(done_path) if done_path.exists() else {}
+    quality = ({k: v for k, v in old.items() if k.startswith("denoiser_")} if old
+               else denoiser_quality(ctx, denoiser, tok_, max_len))  # Π is frozen: measured once
+    atomic_write_json(done_path, {"max_decode_len": max_len, "sequences": n_dec + old.get("sequences", 0), **quality})
     return {"sequences": n_dec, "decoded_tokens": tok, "tokens_per_s": tok / max(secs, 1e-9), "max_decode_len": max_len,
             **quality}
 

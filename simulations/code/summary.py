@@ -31,7 +31,8 @@ __all__ = ["COMPARISONS", "load_seed", "check_same_config", "paired_diffs", "pai
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
                ("composed-denoiser-init", "standard"), ("bt+composed", "bt"), ("direct+posthoc", "direct"))
 # fields that may differ between seed folders of one experiment (they do not change what is computed)
-FREE_FIELDS = frozenset({"seed", "threads", "eval_workers", "device", "data_dir", "decode_batch_size"})
+# (``methods``: a seed folder may hold more methods than another; each row says how many seeds it has)
+FREE_FIELDS = frozenset({"seed", "threads", "eval_workers", "device", "data_dir", "decode_batch_size", "methods"})
 N_BOOT = 2000
 
 
@@ -99,11 +100,11 @@ def paired_diffs(seeds: list[dict], split: str, a: str, b: str) -> list[np.ndarr
     out = []
     for v in seeds:
         va, vb = v.get(split, {}).get(a), v.get(split, {}).get(b)
-        if va is None or vb is None:
-            return None
+        if va is None or vb is None:  # a seed folder without one of the two methods: not paired
+            continue
         ids = sorted(set(va) & set(vb))
         out.append(np.array([va[i] - vb[i] for i in ids], float))
-    return out
+    return out or None
 
 
 def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
@@ -114,26 +115,29 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     splits = sorted({s for v in seeds for s in v})
     methods = [m for m in dict.fromkeys(m for v in seeds for s in splits for m in v.get(s, {}))]
     lines = [f"seeds: {len(seeds)} ({', '.join(str(c.get('seed')) for c, _ in loaded.values())})", "",
-             "| method | " + " | ".join(f"{s} exec acc [95% CI]" for s in splits) + " |",
-             "|---|" + "---|" * len(splits)]
+             "| method | seeds | " + " | ".join(f"{s} exec acc [95% CI]" for s in splits) + " |",
+             "|---|---|" + "---|" * len(splits)]
     for m in methods:
         cells = []
         for s in splits:
             accs = [np.mean(list(v[s][m].values())) for v in seeds if m in v.get(s, {})]
             mu, lo, hi = mean_ci(accs)
             cells.append(f"{mu:.3f} [{lo:.3f}, {hi:.3f}]" if accs else "-")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "| comparison | split | paired diff [95% bootstrap CI] | relative gain | verdict |", "|---|---|---|---|---|"]
+        n_m = sum(1 for v in seeds if any(m in v.get(s, {}) for s in splits))
+        lines.append(f"| {m} | {n_m} | " + " | ".join(cells) + " |")
+    lines += ["", "| comparison | split | seeds | paired diff [95% bootstrap CI] | relative gain | verdict |",
+              "|---|---|---|---|---|---|"]
     for a, b in COMPARISONS:
         for s in splits:
             diffs = paired_diffs(seeds, s, a, b)
             if diffs is None:
                 continue
             d, lo, hi = paired_bootstrap(diffs, n_boot=n_boot)
-            acc_b = np.mean([np.mean(list(v[s][b].values())) for v in seeds])
+            both = [v for v in seeds if a in v.get(s, {}) and b in v.get(s, {})]
+            acc_b = np.mean([np.mean(list(v[s][b].values())) for v in both])
             rel = f"{d / acc_b:+.1%}" if acc_b > 0 else "n/a"
             verdict = f"{a} better" if lo > 0 else f"{b} better" if hi < 0 else "no significant difference"
-            lines.append(f"| {a} vs {b} | {s} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] | {rel} | {verdict} |")
+            lines.append(f"| {a} vs {b} | {s} | {len(both)} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] | {rel} | {verdict} |")
     return "\n".join(lines)
 
 
