@@ -1,7 +1,7 @@
 """``python -m figures <subcommand> DIR``: a small dispatcher over the figure modules.
 
 Each subcommand maps to a module exposing ``main(argv) -> int``; add one by adding a line to
-``SUBCOMMANDS`` (e.g. ``"code": "figures.code"``).
+``SUBCOMMANDS`` (e.g. ``"name": "figures.name"``).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 
 SUBCOMMANDS: dict[str, str] = {
     "relu": "figures.relu",
+    "code": "figures.code",
     "related": "figures.related",
     "fonts": "figures.fonts",
 }

@@ -141,3 +141,19 @@ def test_max_len_from_data_never_cuts_gold():
     assert cap >= 251  # the longest program plus its <eos>
     assert max_len_from_data(lengths) == math.ceil(1.5 * 251) + 16
     assert strip_special([BOS, 5, 6, EOS, 7, PAD]) == [5, 6]
+
+
+@pytest.mark.parametrize("with_denoiser", [False, True])
+def test_translate_progress_sees_every_program_once(with_denoiser):
+    """The progress callback (issue 11 item 4) is told of each source exactly once, batch by batch,
+    and reporting does not change the outputs."""
+    from simulations.code.seq2seq_train import translate
+
+    model = _model()
+    g = torch.Generator().manual_seed(5)
+    srcs = [tuple(torch.randint(4, 40, (int(n),), generator=g).tolist()) + (EOS,) for n in torch.randint(2, 9, (11,), generator=g)]
+    seen: list[int] = []
+    kw = {"batch_size": 4, "amp": False, "denoiser": _model(seed=1) if with_denoiser else None}
+    got = translate(model, srcs, 12, progress=seen.append, **kw)
+    assert seen == [4, 4, 3] and sum(seen) == len(srcs)
+    assert got == translate(model, srcs, 12, **kw)

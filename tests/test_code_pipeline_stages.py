@@ -231,3 +231,38 @@ def test_methods_added_to_a_finished_run_are_trained_and_decoded_alone(tmp_path)
     # a different value of a field that changes results is still refused
     with pytest.raises(context.RunFolderError, match="standard_steps"):
         pipeline.run(tiny_cfg(methods=("standard",), standard_steps=7), tmp_path, ("predict",))
+
+
+def test_predict_stage_progress_counts_every_program_of_every_f_once(tmp_path, monkeypatch):
+    """One bar for the stage (issue 11 item 4): its total is (trained f's) x (ID + OOD programs) and
+    the decoding callbacks add up to exactly that; Π's quality checks count their own inputs."""
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, desc, **kw):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def set_postfix(self, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.closed = True
+
+    monkeypatch.setattr(stage_eval, "Progress", Recorder)
+    cfg = tiny_cfg()
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, (*TRAIN_STAGES, "predict"))
+    n_test = sum(len(context.read_examples(tmp_path / "data" / f"test_{s}.jsonl")) for s in stage_eval.SPLITS)
+    n_f = len(stage_eval.prediction_sources(cfg.methods))
+    main, *quality = bars
+    assert main.desc == "predict" and main.total == main.n == n_f * n_test > 0 and main.closed
+    from composedft.io import read_jsonl
+    for bar, name in zip(quality, ("identity", "repair")):
+        assert bar.total == bar.n == len(read_jsonl(tmp_path / "decoded" / f"denoiser_{name}.jsonl")) and bar.closed

@@ -10,6 +10,7 @@ import time
 
 from composedft.io import atomic_write_csv, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from composedft.methods import get_method
+from composedft.progress import Progress
 
 from . import seq2seq_train as T
 from .context import Context, RunFolderError, read_examples
@@ -48,8 +49,10 @@ def denoiser_quality(ctx: Context, denoiser, tok_, max_len: int) -> dict:
     broken = [(s, t) for s, t in zip(srcs, tgts) if s != t]
     rates = {}
     for name, inputs, refs in (("identity", clean, clean), ("repair", [s for s, _ in broken], [t for _, t in broken])):
-        ys = T.translate(denoiser, [tuple(tok_.encode_text(x)) + (EOS,) for x in inputs], max_len,
-                         batch_size=c.decode_batch_size, beam=c.beam, device=ctx.device, amp=c.amp)
+        with Progress(len(inputs), f"predict: Π {name}", unit="prog") as bar:
+            ys = T.translate(denoiser, [tuple(tok_.encode_text(x)) + (EOS,) for x in inputs], max_len,
+                             batch_size=c.decode_batch_size, beam=c.beam, device=ctx.device, amp=c.amp,
+                             progress=bar.update)
         outs = [tok_.decode_text(y) for y in ys]
         atomic_write_jsonl(out_dir / f"denoiser_{name}.jsonl",
                            [{"input": x, "output": o, "reference": r} for x, o, r in zip(inputs, outs, refs)])
@@ -60,11 +63,17 @@ def denoiser_quality(ctx: Context, denoiser, tok_, max_len: int) -> dict:
 
 def stage_predict(ctx: Context):
     """Greedy outputs of direct / standard / composed f, and Π applied to each (post hoc), through
-    the core composition (:func:`composedft.sequence.posthoc_decode`, batched)."""
+    the core composition (:func:`composedft.sequence.posthoc_decode`, batched).
+
+    Per trained f, decoding is done already when every method that predicts with it has both
+    splits, so methods added to a finished run folder are decoded alone (earlier files are kept).
+
+    Progress (issue 11 item 4) counts test programs decoded (f then Π) over every trained f and
+    split, one bar for the stage so its ETA is the stage's: a tqdm bar on a terminal, periodic
+    lines otherwise (:class:`composedft.progress.Progress`).
+    """
     out_dir, c = ctx.rd / "decoded", ctx.cfg
     done_path = out_dir / "done.json"
-    # per trained f: decoded already when every method that predicts with it has both splits, so
-    # methods added to a finished run folder are decoded alone (the earlier ones are kept)
     todo = {name: missing for name, users in prediction_sources(c.methods).items()
             if (missing := [(m, p) for m, p in users
                             if not all((out_dir / f"{m}_{s}.jsonl").exists() for s in SPLITS)])}
@@ -73,23 +82,25 @@ def stage_predict(ctx: Context):
     tok_ = load_tokenizer(ctx)
     max_len = tokenizer_info(ctx)["max_decode_len"]
     denoiser = load_model(ctx, "denoiser", tok_, denoiser=True)
+    tests = {split: read_examples(ctx.rd.data_path(f"test_{split}.jsonl")) for split in SPLITS}
     n_dec, tok = 0, 0
     t0 = time.perf_counter()
-    for split in SPLITS:
-        examples = read_examples(ctx.rd.data_path(f"test_{split}.jsonl"))
-        srcs = [tuple(tok_.encode_text(e.src)) + (EOS,) for e in examples]
-        for model_name, users in todo.items():
-            f = load_model(ctx, model_name, tok_)
-            with_pi = any(p for _, p in users)  # Π's pass only when a method predicts Π(f(x))
-            res = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam,
-                              device=ctx.device, amp=c.amp, denoiser=denoiser if with_pi else None)
-            base, post = res if with_pi else (res, [])
-            n_dec += (1 + with_pi) * len(srcs)
-            tok += sum(len(y) + 1 for y in base) + sum(len(y) + 1 for y in post)
-            for method, posthoc in users:
-                ys = post if posthoc else base
-                atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
-                                   [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
+    with Progress(len(todo) * sum(len(v) for v in tests.values()), "predict", unit="prog") as bar:
+        for split, examples in tests.items():
+            srcs = [tuple(tok_.encode_text(e.src)) + (EOS,) for e in examples]
+            for model_name, users in todo.items():
+                f = load_model(ctx, model_name, tok_)
+                bar.set_postfix(f=model_name, split=split)
+                with_pi = any(p for _, p in users)  # Π's pass only when a method predicts Π(f(x))
+                res = T.translate(f, srcs, max_len, batch_size=c.decode_batch_size, beam=c.beam, device=ctx.device,
+                                  amp=c.amp, denoiser=denoiser if with_pi else None, progress=bar.update)
+                base, post = res if with_pi else (res, [])
+                n_dec += (1 + with_pi) * len(srcs)
+                tok += sum(len(y) + 1 for y in base) + sum(len(y) + 1 for y in post)
+                for method, posthoc in users:
+                    ys = post if posthoc else base
+                    atomic_write_jsonl(out_dir / f"{method}_{split}.jsonl",
+                                       [{"id": e.id, "tgt": tok_.decode_text(y)} for e, y in zip(examples, ys)])
     secs = time.perf_counter() - t0
     old = read_json(done_path) if done_path.exists() else {}
     quality = ({k: v for k, v in old.items() if k.startswith("denoiser_")} if old

@@ -25,7 +25,7 @@ from composedft.io import DataFileError, read_csv, read_jsonl
 from composedft.runs import RunDir
 from composedft.stats import mean_ci
 
-__all__ = ["COMPARISONS", "load_seed", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
+__all__ = ["COMPARISONS", "load_seed", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
@@ -75,6 +75,12 @@ def check_same_config(configs: dict[str, dict]) -> None:
                                 + (f" (and {len(diff) - 1} more: {', '.join(diff[1:])})" if len(diff) > 1 else ""))
 
 
+def seed_accuracies(seeds: list[dict], split: str, method: str) -> list[float]:
+    """Execution accuracy of ``method`` on ``split`` in each seed that has it on at least one
+    program (mean of its 0/1 verdicts)."""
+    return [float(np.mean(list(v[split][method].values()))) for v in seeds if v.get(split, {}).get(method)]
+
+
 def paired_bootstrap(diffs: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float, float]:
     """Mean paired difference and its percentile bootstrap interval.
@@ -120,7 +126,7 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     for m in methods:
         cells = []
         for s in splits:
-            accs = [np.mean(list(v[s][m].values())) for v in seeds if m in v.get(s, {})]
+            accs = seed_accuracies(seeds, s, m)
             mu, lo, hi = mean_ci(accs)
             cells.append(f"{mu:.3f} [{lo:.3f}, {hi:.3f}]" if accs else "-")
         n_m = sum(1 for v in seeds if any(m in v.get(s, {}) for s in splits))
