@@ -17,7 +17,9 @@ for any baseline b that does not depend on ŷ. With K samples ŷ_1..ŷ_K per inp
 
 What the reference code did instead (docs/method.md §3.3, docs/reference-pitfalls.md §2): one sample, no baseline, a hidden
 ``/10``, a clamp at -50 that zeroes gradients, pads counted in log p(ŷ). Here every scale is an
-argument, nothing is clamped, and the reward is detached (Π gets no gradient).
+argument, nothing is clamped, and the reward is detached (Π gets no gradient). That estimator
+is kept, as the ``reference`` choice, for comparisons only (:func:`reference_logprob`,
+:func:`reference_surrogate`; docs/method.md §3.4).
 """
 from __future__ import annotations
 
@@ -25,10 +27,16 @@ from typing import Literal
 
 import torch
 
-__all__ = ["BASELINES", "score_function_surrogate", "baseline_values", "composed_sequence_loss"]
+__all__ = ["BASELINES", "ESTIMATORS", "REFERENCE_CLAMP", "REFERENCE_DIVISOR", "score_function_surrogate",
+           "baseline_values", "composed_sequence_loss", "reference_logprob", "reference_surrogate",
+           "reference_sequence_loss"]
 
 Baseline = Literal["none", "mean", "loo"]
 BASELINES = ("none", "mean", "loo")
+Estimator = Literal["ours", "reference"]
+ESTIMATORS = ("ours", "reference")
+REFERENCE_CLAMP = -50.0    # the reference's clamp(min=-50) on log p(ŷ) (docs/method.md §3.4)
+REFERENCE_DIVISOR = 10.0   # the reference's hidden "/ 10.0" of the surrogate (docs/method.md §3.4)
 
 
 def baseline_values(reward: torch.Tensor, baseline: Baseline) -> torch.Tensor:
@@ -105,4 +113,72 @@ def composed_sequence_loss(logp: torch.Tensor, reward: torch.Tensor, nll: torch.
             loss = loss + lam * nll
     elif lam != 0.0:
         raise ValueError("composed_sequence_loss: lam != 0 needs nll=")
+    return loss, stats
+
+
+# ---- the released reference code's estimator (docs/method.md §3.4), for comparisons only ----------
+
+def reference_logprob(logits: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """The reference's log p_θ(ŷ | x) ``[N]``: clamped, pads counted (docs/method.md §3.4, steps 3-4).
+
+        clamp( Σ_{t < T} log softmax(logits[n, t])[ŷ_nt],  min = -50 )
+
+    The sum runs over *every* column of the padded batch of samples, so positions after <eos>
+    add log p(<pad>) under f's full (unmasked) softmax, and the value depends on the other
+    samples' lengths. Below -50 the clamp makes the gradient exactly zero.
+
+    Args:
+        logits: ``[N, T, V]`` f's teacher-forced logits aligned with ``samples`` (logits[:, t]
+            scores samples[:, t]).
+        samples: ``[N, T]`` the sampled ids, right-padded.
+    """
+    if logits.dim() != 3 or logits.shape[:2] != samples.shape:
+        raise ValueError(f"reference_logprob: logits [N, T, V] and samples [N, T] do not match: "
+                         f"{tuple(logits.shape)} and {tuple(samples.shape)}")
+    logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    lp = torch.log_softmax(logits, dim=-1).gather(-1, samples.unsqueeze(-1)).squeeze(-1)
+    return lp.sum(-1).clamp(min=REFERENCE_CLAMP)
+
+
+def reference_surrogate(logp: torch.Tensor, reward: torch.Tensor, *, n_tokens: float) -> torch.Tensor:
+    """The reference's surrogate (docs/method.md §3.4, steps 6-7), one sample per input:
+
+        S = Σ_b logp_b · NLL_Π,b / 10 / n_tokens,      NLL_Π,b = -reward_b,
+
+    so ∇S = -(1/(10 n_tokens)) Σ_b r_b ∇ logp_b: no baseline, the hidden /10, and fairseq's
+    division of the whole loss by the batch's gold target tokens (``sample_size``).
+
+    Args:
+        logp: ``[B]`` :func:`reference_logprob` of each input's single sample (differentiable).
+        reward: ``[B]`` r_b = log p_Π(y_b | ŷ_b) summed over the gold tokens; detached here.
+        n_tokens: the normaliser (the batch's gold target tokens, <eos> included).
+
+    Raises:
+        ValueError: shapes differ or are not 1-D, a non-finite reward, or ``n_tokens <= 0``.
+    """
+    if logp.dim() != 1 or logp.shape != reward.shape:
+        raise ValueError(f"reference_surrogate: logp and reward must both be [B], got "
+                         f"{tuple(logp.shape)} and {tuple(reward.shape)}")
+    if not n_tokens > 0:
+        raise ValueError(f"reference_surrogate: n_tokens must be > 0, got {n_tokens}")
+    reward = reward.detach().to(logp.dtype)
+    if not bool(torch.isfinite(reward).all()):
+        raise ValueError("reference_surrogate: non-finite reward (log p_Π(y|ŷ) = -inf or nan)")
+    return (logp * -reward).sum() / (REFERENCE_DIVISOR * n_tokens)
+
+
+def reference_sequence_loss(logp: torch.Tensor, reward: torch.Tensor, nll: torch.Tensor | None = None, *,
+                            lam: float = 0.0, n_tokens: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The reference's total loss, :func:`reference_surrogate` + λ · nll, with the statistics of
+    :func:`composed_sequence_loss` (``reward_std`` is 0: one sample per input). ``nll`` is the
+    per-token NLL of the gold (the reference's CE sum over the same ``n_tokens``)."""
+    loss = reference_surrogate(logp, reward, n_tokens=n_tokens)
+    stats = {"reward": float(reward.detach().float().mean()), "reward_std": 0.0,
+             "clamped": float((logp.detach() <= REFERENCE_CLAMP).float().mean())}
+    if nll is not None:
+        stats["nll"] = float(nll.detach())
+        if lam != 0.0:
+            loss = loss + lam * nll
+    elif lam != 0.0:
+        raise ValueError("reference_sequence_loss: lam != 0 needs nll=")
     return loss, stats

@@ -1,6 +1,8 @@
 """Pipeline stages on a tiny configuration (CPU, no g++): presets, frozen Π, resume, bad files."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -72,6 +74,24 @@ def test_composed_training_leaves_denoiser_bitwise_unchanged(tmp_path, init):
     assert any(not torch.equal(f[k], start[k]) for k in f)
     man = (tmp_path / "manifest.json").read_text()
     assert f'"composed_init": "{init}"' in man and '"denoiser_unchanged": true' in man
+
+
+def test_composed_stage_trains_with_the_reference_estimator(tmp_path, monkeypatch):
+    """composed_estimator=reference reaches the loss (one sample per input, whatever composed_k)."""
+    from simulations.code import seq2seq_train as T
+    calls = []
+
+    def spy(logp, reward, nll=None, **kw):
+        calls.append(logp.shape)
+        return T_reference(logp, reward, nll, **kw)
+
+    T_reference = T.reference_sequence_loss
+    monkeypatch.setattr(T, "reference_sequence_loss", spy)
+    cfg = tiny_cfg(composed_estimator="reference", composed_k=3)
+    write_tiny_data(tmp_path)
+    pipeline.run(cfg, tmp_path, ("vocab", "denoiser", "standard", "composed"))
+    assert len(calls) == cfg.composed_steps and all(s == (cfg.composed_batch_size,) for s in calls)
+    assert np.isfinite(load_checkpoint(tmp_path / "models" / "composed.pt")["best_val_nll"])
 
 
 def _fit_direct(tmp_path, cfg, crash_at=None):
@@ -155,6 +175,20 @@ def test_run_folder_refuses_a_different_configuration(tmp_path, capsys):
         pipeline.run(tiny_cfg(d_model=32), tmp_path, ("vocab",))
     assert pipeline.main(["--preset", "toy", "--out", str(tmp_path), "--no_such_field=1"]) == 2
     assert "no_such_field" in capsys.readouterr().err
+
+
+def test_a_field_added_later_counts_as_its_default_in_an_older_run_folder(tmp_path):
+    """config.json written before ``composed_estimator`` existed: resumable with the default only."""
+    write_tiny_data(tmp_path)
+    pipeline.run(tiny_cfg(), tmp_path, ("vocab",))
+    path = tmp_path / "config.json"
+    old = json.loads(path.read_text())
+    del old["composed_estimator"]
+    path.write_text(json.dumps(old))
+    pipeline.run(tiny_cfg(), tmp_path, ("vocab",))  # "ours" is the default: the same configuration
+    path.write_text(json.dumps(old))
+    with pytest.raises(context.RunFolderError, match="composed_estimator"):
+        pipeline.run(tiny_cfg(composed_estimator="reference"), tmp_path, ("vocab",))
 
 
 class _FakeEvaluator:

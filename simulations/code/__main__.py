@@ -5,6 +5,7 @@ Commands:
   check-gold --data PATH [--limit N] [--json OUT]                   gold programs through the evaluator
   evaluate --data PATH --predictions FILE [--json OUT]             score a JSONL of {id, code}
   summary DIR [DIR ...]                                             accuracy over seeds, paired comparisons
+  grad-variance [--run DIR] [--preset toy] [--repeats R]            gradient variance: ours vs reference estimator
   run --preset NAME --out DIR [--field=value ...]                   the training pipeline (see run --help)
 
 ``PATH`` is a SPoC ``.tsv`` (test cases from ``testcases/`` beside it or ``--testcases``) or a
@@ -150,6 +151,11 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _grad_variance(a) -> int:
+    from .grad_variance import main as grad_variance_main  # torch and the tokenizer only when asked
+    return grad_variance_main(a.argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m simulations.code", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "intervals (python -m simulations.code summary DIR [DIR ...])")
     p.add_argument("argv", nargs="*")
     p.set_defaults(func=lambda a: summary_main(a.argv))
+
+    # its arguments go verbatim to simulations.code.grad_variance.main, which owns them (and --help)
+    p = sub.add_parser("grad-variance", prefix_chars="+", add_help=False,
+                       help="per-coordinate gradient variance of the ours and reference composed estimators "
+                            "on one batch (python -m simulations.code grad-variance [--run DIR] [--repeats R])")
+    p.add_argument("argv", nargs="*")
+    p.set_defaults(func=_grad_variance)
 
     from . import pipeline  # the `run` command: python -m simulations.code run --preset ... --out DIR
     pipeline.add_parser(sub)

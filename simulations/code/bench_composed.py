@@ -35,7 +35,7 @@ from .sanstype import REFERENCE, generate_programs
 from .tokenizer import BPETokenizer, VocabError
 
 
-def _models(cfg, tok, run: Path | None) -> tuple[Seq2SeqTransformer, Seq2SeqTransformer, str]:
+def bench_models(cfg, tok, run: Path | None) -> tuple[Seq2SeqTransformer, Seq2SeqTransformer, str]:
     """(f, Π, what f is): a run's standard f (or, before that stage has run, a copy of its Π: the
     paper's composed init) and its denoiser, or fresh seeded models."""
     torch.manual_seed(0)
@@ -47,6 +47,22 @@ def _models(cfg, tok, run: Path | None) -> tuple[Seq2SeqTransformer, Seq2SeqTran
     std = run / "models" / "standard.pt"
     f.load_state_dict(load_checkpoint(std if std.exists() else run / "models" / "denoiser.pt")["model"])
     return f, pi, f"{'standard f' if std.exists() else 'f = copy of Π'} and Π from {run}"
+
+
+def bench_setup(cfg, run: Path | None, batch_size: int):
+    """Tokenizer, models and one batch of generated SANSTYPE programs, as the benchmark uses them.
+
+    Returns ``(tok, f, Π, what, batch, cap)``: ``batch`` from :func:`seq2seq_train.make_batch` of
+    the first ``batch_size`` programs, ``cap`` the data-wide sample cap of the 2000 programs.
+    Raises VocabError, CheckpointError or RuntimeError on a bad ``run`` folder.
+    """
+    progs = generate_programs(2000, derive_seed(0, "bench"), cfg=REFERENCE)
+    tok = (BPETokenizer.load(run / "tokenizer.model") if run else
+           BPETokenizer.train([e.src for e in progs] + [e.tgt for e in progs], cfg.vocab_size))
+    f, pi, what = bench_models(cfg, tok, run)
+    corpus = T.encode_corpus(tok, [e.src for e in progs[:batch_size]], [e.tgt for e in progs[:batch_size]])
+    cap = max_len_from_data([len(tok.encode_text(e.tgt)) for e in progs], cfg.max_len_factor)
+    return tok, f, pi, what, T.make_batch(corpus, range(len(corpus))), cap
 
 
 def _time_steps(step, repeats: int) -> float:
@@ -68,20 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = PRESETS[a.preset]
-    progs = generate_programs(2000, derive_seed(0, "bench"), cfg=REFERENCE)
     run = Path(a.run) if a.run else None
+    B = cfg.composed_batch_size
     try:
-        tok = (BPETokenizer.load(run / "tokenizer.model") if run else
-               BPETokenizer.train([e.src for e in progs] + [e.tgt for e in progs], cfg.vocab_size))
-        f, pi, what = _models(cfg, tok, run)
+        tok, f, pi, what, batch, cap = bench_setup(cfg, run, B)
     except (VocabError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    B = cfg.composed_batch_size
-    batch_progs = progs[:B]
-    corpus = T.encode_corpus(tok, [e.src for e in batch_progs], [e.tgt for e in batch_progs])
-    batch = T.make_batch(corpus, range(B))
-    cap = max_len_from_data([len(tok.encode_text(e.tgt)) for e in progs], cfg.max_len_factor)
     obj = T.ComposedObjective(k=cfg.composed_k, baseline=cfg.composed_baseline, lam=cfg.composed_lambda,
                               length_normalize=cfg.composed_length_normalize, max_len=cap,
                               cap_factor=cfg.max_len_factor, seed=1, amp=False)

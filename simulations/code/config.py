@@ -77,7 +77,11 @@ class CodeConfig:
     # ---- composed objective (docs/method.md §2; our fixes of the reference estimator, docs/method.md §3.3) ----------------
     composed_init: Literal["denoiser", "standard"] = "denoiser"  # composed f's init: Π (paper, the
                                       # registry's default) or the standard f (reference; presets)
-    composed_k: int = 4               # samples ŷ per input
+    composed_estimator: Literal["ours", "reference"] = "ours"  # score-function estimator: ours (K samples,
+                                      # baseline, pads masked, explicit scale) or the reference's (one
+                                      # sample, no baseline, /10, clamp -50, pads counted; ignores
+                                      # composed_k/baseline/scale/length_normalize; docs/method.md §3.4)
+    composed_k: int = 4               # samples ŷ per input (ours)
     composed_baseline: Literal["none", "mean", "loo"] = "loo"  # score-function baseline
     composed_lambda: float = 1.0      # weight of the standard NLL term
     composed_scale: float = 1.0       # explicit scale of the score-function term
@@ -122,7 +126,8 @@ class CodeConfig:
         for name in ("batch_size", "composed_k", "composed_batch_size", "decode_batch_size", "beam", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"field '{name}': must be >= 1, got {getattr(self, name)}")
-        if self.composed_baseline == "loo" and self.composed_k < 2:
+        # the reference estimator draws one sample and has no baseline whatever composed_k says
+        if self.composed_estimator == "ours" and self.composed_baseline == "loo" and self.composed_k < 2:
             raise ConfigError("field 'composed_k': the leave-one-out baseline needs composed_k >= 2")
         if not 0 < self.spoc_val_frac < 1:
             raise ConfigError(f"field 'spoc_val_frac': must be in (0, 1), got {self.spoc_val_frac}")

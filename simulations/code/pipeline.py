@@ -123,6 +123,8 @@ def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
     if path.exists():
         old = rd.read_config()
         new = cfg_to_dict(cfg)
+        # a field added after the folder was made (absent from its config.json) had its default then
+        old = {**{k: v for k, v in cfg_to_dict(CodeConfig()).items() if k not in old}, **old}
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                       and k not in RESUME_FREE_FIELDS)
         if diff:

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from composedft.devices import autocast
-from composedft.estimators import composed_sequence_loss
+from composedft.estimators import composed_sequence_loss, reference_logprob, reference_sequence_loss
 from composedft.objectives import standard_nll
 from composedft.seeding import derive_seed, torch_generator
 from composedft.sequence import ComposedSequence, as_source, posthoc_decode, teacher_forcing_inputs
@@ -36,7 +36,7 @@ from composedft.train import TrainConfig, TrainResult, train
 from .decode import EOS, PAD, beam_search, greedy_decode, max_len_from_data, strip_special
 
 __all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "corpus_lengths", "make_batch", "nll_loss",
-           "smart_term", "ComposedObjective", "composed_loss", "composed_loss_from_samples", "sample_cap", "mean_nll", "translate",
+           "smart_term", "ComposedObjective", "samples_per_input", "composed_loss", "composed_loss_from_samples", "sample_cap", "mean_nll", "translate",
            "teacher_forcing_inputs", "fit"]
 
 
@@ -182,8 +182,12 @@ def smart_term(model: nn.Module, batch: dict, scfg: SmartConfig, seed: int, *, a
 
 @dataclass(frozen=True)
 class ComposedObjective:
-    """Hyper-parameters of the composed loss (all explicit; cf. the reference's hidden /10)."""
-    k: int = 4                        # samples ŷ per input
+    """Hyper-parameters of the composed loss (all explicit; cf. the reference's hidden /10).
+
+    ``estimator="reference"`` is the released code's estimator (docs/method.md §3.4): it draws one
+    sample per input and ignores ``k``, ``baseline``, ``scale`` and ``length_normalize``."""
+    estimator: str = "ours"           # ours | reference (docs/method.md §3.3-3.4)
+    k: int = 4                        # samples ŷ per input (ours)
     baseline: str = "loo"             # none | mean | loo
     lam: float = 1.0                  # λ, weight of the standard NLL term
     scale: float = 1.0                # weight of the score-function term
@@ -208,8 +212,15 @@ def composed_loss(model: ComposedSequence, batch: dict, obj: ComposedObjective) 
                           device=dev if dev.type == "cuda" else "cpu")
     cap = sample_cap(batch["tgt_out"], obj)
     with autocast(dev, obj.amp):
-        samples = model.sample(src, obj.k, cap, generator=gen)  # [B*K, T]
+        samples = model.sample(src, samples_per_input(obj), cap, generator=gen)  # [B*K, T]
     return composed_loss_from_samples(model, batch, samples, obj, cap)
+
+
+def samples_per_input(obj: ComposedObjective) -> int:
+    """K: ``obj.k`` for our estimator, 1 for the reference's (docs/method.md §3.4)."""
+    if obj.estimator not in ("ours", "reference"):
+        raise ValueError(f"unknown composed estimator {obj.estimator!r} (choose from ours, reference)")
+    return 1 if obj.estimator == "reference" else obj.k
 
 
 def sample_cap(tgt_out: torch.Tensor, obj: ComposedObjective) -> int:
@@ -232,12 +243,43 @@ def composed_loss_from_samples(model: ComposedSequence, batch: dict, samples: to
     gradient is the gradient of −E log p_Π(y|ŷ) + λ NLL (exact test: tests/test_code_composed_exact.py).
     """
     src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
-    B, K = src.size(0), obj.k
+    if obj.estimator == "reference":
+        return _reference_loss_from_samples(model, batch, samples, obj)
+    B, K = src.size(0), samples_per_input(obj)
     with autocast(dev, obj.amp):  # reward: the frozen denoiser scores the gold y given ŷ, one batched call
         reward = model.score(samples, tgt_out.repeat_interleave(K, 0), obj.length_normalize).view(B, K)
         logp = model.sample_logprob(src, samples, cap).view(B, K)
     nll = nll_loss(model.base_predictor, batch, label_smoothing=obj.label_smoothing, amp=obj.amp)
     loss, stats = composed_sequence_loss(logp, reward, nll, lam=obj.lam, baseline=obj.baseline, scale=obj.scale)
+    stats["sample_len"] = float((samples != PAD).sum(1).float().mean())
+    return loss, stats
+
+
+def _reference_loss_from_samples(model: ComposedSequence, batch: dict, samples: torch.Tensor,
+                                 obj: ComposedObjective) -> tuple[torch.Tensor, dict[str, float]]:
+    """The reference's loss (docs/method.md §3.4) given one sample per input (``samples`` [B, T]):
+
+        Σ_b clamp(log p_f(ŷ_b | x_b), -50) · NLL_Π(y_b | ŷ_b) / 10 / n_tokens  +  λ · NLL_f(y | x),
+
+    log p_f over every column of ``samples`` under f's full softmax in eval mode (pads and a
+    forced <eos> count), NLL_Π summed over the gold tokens, n_tokens the batch's gold tokens
+    (``batch["norm"]`` under DDP, as :func:`nll_loss`). Same sampler and Π as ours."""
+    src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
+    if samples.size(0) != src.size(0):
+        raise ValueError(f"the reference estimator takes one sample per input: {samples.size(0)} samples "
+                         f"for {src.size(0)} inputs")
+    f = model.base_predictor
+    was_training = f.training
+    f.eval()  # the reference's generator left f in eval mode for the whole composed term
+    try:
+        with autocast(dev, obj.amp):
+            reward = model.score(samples, tgt_out, length_normalize=False)
+            logp = reference_logprob(f(src, teacher_forcing_inputs(samples)), samples)
+    finally:
+        f.train(was_training)
+    n_tokens = float(batch["norm"]) if "norm" in batch else float((tgt_out != PAD).sum())
+    nll = nll_loss(f, batch, label_smoothing=obj.label_smoothing, amp=obj.amp)
+    loss, stats = reference_sequence_loss(logp, reward, nll, lam=obj.lam, n_tokens=n_tokens)
     stats["sample_len"] = float((samples != PAD).sum(1).float().mean())
     return loss, stats
 

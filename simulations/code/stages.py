@@ -206,7 +206,7 @@ def stage_method(ctx: Context, name: str):
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
     base_predictor = _initial_f(ctx, vocab, name, init, denoiser)
     model = ComposedSequence(base_predictor, denoiser)
-    obj = T.ComposedObjective(k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
+    obj = T.ComposedObjective(estimator=c.composed_estimator, k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
                               scale=c.composed_scale, length_normalize=c.composed_length_normalize,
                               label_smoothing=c.label_smoothing, max_len=tokenizer_info(ctx)["max_decode_len"],
                               cap_factor=c.max_len_factor, seed=derive_seed(c.seed, name, "samples"),
