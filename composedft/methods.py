@@ -15,6 +15,9 @@ A :class:`Method` names four things: how the base predictor f starts (``init``),
     standard+posthoc  (reuses standard)         -           Π(f)       the code pipeline's name
     direct+posthoc    (reuses direct)           -           Π(f)
     composed-base     (reuses composed)         -           f          f alone, without Π
+    bt                denoiser (Π's weights)    standard    f          labeled + back-translated
+                                                                       pairs (data="labeled+bt")
+    bt+composed       bt                        composed    Π(f)       composed from bt's f
 
 An experiment implements each *objective* in its own domain (continuous outputs: the losses of
 :mod:`composedft.objectives`, registered below; token sequences: NLL and the score-function
@@ -22,6 +25,12 @@ composed loss; the batched ReLU trainer: loss weights) and looks methods up by n
 method is one :func:`register_method` call plus, if its objective is new, that objective's
 implementation. A method's ``init`` may name a config field (``init_field``) through which an
 experiment overrides it, e.g. ``composed_init = "standard"`` (the reference code's choice).
+
+A method's ``data`` says what f trains on: ``"labeled"`` (the labeled pairs, every method but
+one) or ``"labeled+bt"``: the labeled pairs plus back-translated ones, (g(y), y) for unlabeled
+programs y and a reverse model g (the paper's BT baseline, Xie et al. 2021 §4; built by the code
+pipeline's ``backtranslate`` stage, docs/code-pipeline.md §7). An experiment states which data it
+can build (:func:`check_methods`'s ``data``) and refuses the other methods by name.
 """
 from __future__ import annotations
 
@@ -35,11 +44,12 @@ import torch.nn as nn
 from .compose import init_base_predictor
 from .objectives import composed_mse, standard_mse
 
-__all__ = ["Method", "METHODS", "BASE_INITS", "register_method", "get_method", "resolve_init", "with_dependencies", "check_methods", "training_phases",
+__all__ = ["Method", "METHODS", "BASE_INITS", "DATA_SOURCES", "register_method", "get_method", "resolve_init", "with_dependencies", "check_methods", "training_phases",
            "OBJECTIVES", "register_objective", "loss_fn_for", "make_base_predictor", "trainable_parameters",
            "predict", "finetune"]
 
 BASE_INITS = ("random", "denoiser")
+DATA_SOURCES = ("labeled", "labeled+bt")  # what a method's f trains on (module docstring)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class Method:
         reuse: train nothing and take f from this method (post-hoc, base-only).
         init_field: a config field that, when an experiment's config has it, overrides ``init``.
         description: one line for listings.
+        data: what f trains on, one of :data:`DATA_SOURCES`: ``"labeled"`` or ``"labeled+bt"``
+            (labeled + back-translated pairs); only a method that trains may use other than
+            ``"labeled"``.
     """
 
     name: str
@@ -65,11 +78,17 @@ class Method:
     reuse: str | None = None
     init_field: str | None = None
     description: str = ""
+    data: str = "labeled"
 
     def __post_init__(self) -> None:
         if (self.objective is None) == (self.reuse is None):
             raise ValueError(f"method '{self.name}': give exactly one of objective= (it trains) or reuse= "
                              "(it takes another method's f)")
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"method '{self.name}': data='{self.data}' is not one of {', '.join(DATA_SOURCES)}")
+        if self.reuse is not None and self.data != "labeled":
+            raise ValueError(f"method '{self.name}': it trains nothing (reuse='{self.reuse}'), so data= must "
+                             "stay 'labeled'")
 
     @property
     def trains(self) -> bool:
@@ -118,14 +137,16 @@ def with_dependencies(names: Iterable[str], cfg: Any = None) -> list[str]:
     return out
 
 
-def check_methods(names: Iterable[str], cfg: Any, objectives: Iterable[str], *, domain: str) -> None:
+def check_methods(names: Iterable[str], cfg: Any, objectives: Iterable[str], *, domain: str,
+                  data: Iterable[str] = ("labeled",)) -> None:
     """What an experiment's config checks: every method is registered, each trained one's objective
-    is among the ``objectives`` this ``domain`` implements, and training can be ordered.
+    is among the ``objectives`` this ``domain`` implements and its ``data`` among the ``data`` it
+    builds (by default the labeled pairs only), and training can be ordered.
 
     Raises:
-        ValueError: naming the method (and objective) at fault.
+        ValueError: naming the method (and objective or data) at fault.
     """
-    names, objectives = list(names), tuple(objectives)
+    names, objectives, data = list(names), tuple(objectives), tuple(data)
     if not names:
         raise ValueError("give at least one method")
     for n in names:
@@ -133,6 +154,9 @@ def check_methods(names: Iterable[str], cfg: Any, objectives: Iterable[str], *, 
         if m.trains and m.objective not in objectives:
             raise ValueError(f"method '{n}': objective '{m.objective}' is not implemented by {domain} "
                              f"({', '.join(objectives)})")
+        if m.trains and m.data not in data:
+            raise ValueError(f"method '{n}': trains on data '{m.data}', which {domain} does not build "
+                             f"({', '.join(data)})")
     training_phases(names, cfg)
 
 
@@ -185,6 +209,10 @@ for _m in (
            description="apply the denoiser to the directly trained f at test time"),
     Method("composed-base", "composed", None, False, reuse="composed",
            description="the composed method's base predictor f alone, without the denoiser"),
+    Method("bt", "denoiser", "standard", False, data="labeled+bt",
+           description="back-translation (paper §4 BT): standard fine-tuning on labeled + back-translated pairs"),
+    Method("bt+composed", "bt", "composed", True,
+           description="composed fine-tuning (labeled pairs) started from the bt method's f"),
 ):
     register_method(_m)
 

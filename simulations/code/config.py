@@ -15,12 +15,14 @@ from composedft.config import ConfigError
 
 from .model import ModelConfig
 
-__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES", "PRETRAINING_STAGES", "stage_seed",
-           "finetuning_only"]
+__all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES", "CODE_DATA", "PRETRAINING_STAGES",
+           "stage_seed", "finetuning_only"]
 
 # the registry objectives (composedft.methods) this pipeline trains: token NLL, the score-function
 # composed loss, and each + SMART's smoothness term on the source embeddings (stages.py)
 CODE_OBJECTIVES = ("standard", "composed", "smart", "composed+smart")
+# the registry data sources it builds: the labeled pairs, and those + back-translated pairs (stage_bt.py)
+CODE_DATA = ("labeled", "labeled+bt")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ class CodeConfig:
     smart_eps: float = 1e-5           # l_inf radius of the source-embedding perturbation
     smart_step: float = 1e-3          # ascent step (one step, random start of std smart_eps)
     smart_lambda: float = 1.0         # weight of the smoothness term (no Bregman term here)
+    # ---- back-translation (paper §4 BT baseline; bt, bt+composed; docs/code-pipeline.md §7) ------
+    bt_n_unlabeled: int = 5000        # distinct unlabeled programs back-translated into pseudocode
+    bt_reverse_steps: int = 1800      # reverse model g (code -> pseudocode), init from Π, labeled pairs reversed
+    bt_reverse_lr: float = 2e-3
+    bt_reverse_warmup: int = 150
+    bt_steps: int = 1800              # bt: f from Π on labeled + back-translated pairs (as standard_*)
+    bt_lr: float = 2e-3
+    bt_warmup: int = 150
     # ---- evaluation -------------------------------------------------------------------------
     decode_batch_size: int = 100      # sequences per decoding batch
     beam: int = 1                     # 1 = greedy (default, as the paper)
@@ -131,6 +141,17 @@ class CodeConfig:
             raise ConfigError("field 'composed_k': the leave-one-out baseline needs composed_k >= 2")
         if not 0 < self.spoc_val_frac < 1:
             raise ConfigError(f"field 'spoc_val_frac': must be in (0, 1), got {self.spoc_val_frac}")
+        if self.needs_backtranslation() and self.bt_n_unlabeled < 1:
+            raise ConfigError(f"field 'bt_n_unlabeled': must be >= 1 for the back-translation methods, "
+                              f"got {self.bt_n_unlabeled}")
+
+    def needs_backtranslation(self) -> bool:
+        """Whether a method to train (``methods`` and what they start from) trains on back-translated
+        pairs, so the ``backtranslate`` stage must run (composedft.methods ``data``)."""
+        from composedft.methods import get_method, with_dependencies
+
+        return any(get_method(n).trains and get_method(n).data == "labeled+bt"
+                   for n in with_dependencies(self.methods, self))
 
     def _check_methods(self) -> None:
         """Every method is registered, its objective is one this pipeline trains, and the methods
@@ -138,7 +159,8 @@ class CodeConfig:
         from composedft.methods import check_methods, with_dependencies
 
         try:
-            check_methods(with_dependencies(self.methods, self), self, CODE_OBJECTIVES, domain="the code pipeline")
+            check_methods(with_dependencies(self.methods, self), self, CODE_OBJECTIVES, domain="the code pipeline",
+                          data=CODE_DATA)
         except ValueError as err:
             raise ConfigError(f"field 'methods': {err}") from None
 
@@ -212,6 +234,7 @@ TOY = replace(
 # fine-tuning seeds (shared_pretraining; run seeds 1, 2 with --shared-from the seed-0 folder).
 # Every fine-tuning stage stops after 3 validations (750 steps) without a lower val NLL.
 # Composed starts from the standard f (the reference's choice) at a 3x lower learning rate.
+# Back-translation: g and bt as standard (g from Π), on 4,000 back-translated unlabeled programs.
 SANSTYPE_CPU = replace(
     TOY, n_val=200, n_test_id=500, n_test_ood=500, n_unlabeled=20000,
     d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, denoiser_dropout=0.1, batch_size=32,
@@ -219,9 +242,11 @@ SANSTYPE_CPU = replace(
     direct_steps=4000, direct_lr=1e-3, direct_warmup=200,
     standard_steps=3000, standard_lr=1e-3, standard_warmup=100,
     composed_steps=500, composed_lr=3e-4, composed_warmup=50, composed_k=4, composed_batch_size=16,
+    bt_n_unlabeled=4000, bt_reverse_steps=3000, bt_reverse_lr=1e-3, bt_reverse_warmup=100,
+    bt_steps=3000, bt_lr=1e-3, bt_warmup=100,
     eval_every=250, patience=3, threads=1, eval_workers=2, shared_pretraining=True,
     methods=("direct", "direct+posthoc", "standard", "standard+posthoc", "composed", "composed-base",
-             "composed-denoiser-init"))
+             "composed-denoiser-init", "bt", "bt+composed"))
 
 PRESETS: dict[str, CodeConfig] = {"toy": TOY, "sanstype-cpu": SANSTYPE_CPU, "sanstype-paper": SANSTYPE_PAPER,
                                   "spoc-paper": SPOC_PAPER}

@@ -5,6 +5,8 @@ Stages (each resumable; all write into one run folder ``--out DIR``):
 1. ``data``      labeled / val / ID test / OOD test examples and denoiser pairs -> ``data/``
 2. ``vocab``     joint src+tgt tokenizer (BPE) -> ``tokenizer.model``, ``tokenizer.json`` (<unk> rates)
 3. ``denoiser``  Π pre-trained on (corrupt(y), y)                      -> ``models/denoiser.pt``
+   ``backtranslate`` only for a method trained on back-translated pairs (``bt``): reverse model
+                 g (code -> pseudocode) -> ``models/bt-reverse.pt``; (g(y), y) -> ``data/bt_pairs.jsonl``
 4. one stage per trained method of ``--methods`` (registry :mod:`composedft.methods`, in an order
    where a method starting from another's f comes after it), by default
    ``direct``    f from random init on labeled data                    -> ``models/direct.pt``
@@ -34,20 +36,22 @@ from .config import PRESETS, CodeConfig
 from .context import (RESUME_FREE_FIELDS, Context, RunFolderError, barrier, cleanup_distributed,
                       init_distributed)
 from .shared import copy_pretraining
+from .stage_bt import stage_backtranslate
 from .stage_data import stage_data, stage_vocab
 from .stage_eval import stage_evaluate, stage_predict
-from .stages import stage_denoiser, stage_method, trained_methods, training_stages
+from .stages import stage_denoiser, stage_method, training_stages
 
 __all__ = ["add_parser", "main", "run", "stages_for"]
 
 # fixed stages: name -> function(ctx) -> timing info, or None when its output already exists
-FIXED_STAGES = {"data": stage_data, "vocab": stage_vocab, "denoiser": stage_denoiser, "predict": stage_predict,
-                "evaluate": stage_evaluate}
+FIXED_STAGES = {"data": stage_data, "vocab": stage_vocab, "denoiser": stage_denoiser,
+                "backtranslate": stage_backtranslate, "predict": stage_predict, "evaluate": stage_evaluate}
 
 
 def stages_for(cfg: CodeConfig) -> tuple[str, ...]:
-    """The stages of a run in order: data, vocab, denoiser, the trained methods, predict, evaluate."""
-    return ("data", "vocab", "denoiser", *trained_methods(cfg), "predict", "evaluate")
+    """The stages of a run in order: data, vocab, denoiser, backtranslate (when a method needs it),
+    the trained methods, predict, evaluate."""
+    return ("data", "vocab", *training_stages(cfg), "predict", "evaluate")
 
 
 def run_stage(ctx: Context, name: str):

@@ -2,14 +2,17 @@
 one stage per trained method of the core registry (:mod:`composedft.methods`), all through the
 core training loop. This module implements the registry's objectives for token sequences:
 
-    standard        token NLL of the labeled pairs (direct, standard)
+    standard        token NLL (direct, standard, bt)
     composed        the score-function composed loss through the frozen Π + λ NLL (composed, ...)
     smart           standard + λ_s SMART smoothness term on f's source embeddings (smart)
     composed+smart  composed + the same term on f (composed+smart)
 
-and the registry's inits: random, Π's weights, or another method's saved f. A method's step,
-learning-rate and warm-up fields are ``<method>_steps`` etc. when the config has them, else
-those of its objective (``composed_steps`` for every composed-objective method).
+on the corpus the method's ``data`` names (the labeled pairs; for ``bt`` those followed by the
+back-translated pairs of the ``backtranslate`` stage, :mod:`.stage_bt`), and the registry's
+inits: random, Π's weights, or another method's saved f. A method's step, learning-rate and
+warm-up fields are ``<method>_steps`` etc. when the config has them, else
+those of its objective (``composed_steps`` for every composed-objective method, ``bt+composed``
+included; ``bt`` has its own ``bt_*``).
 
 Each returns timing info, or None when its output already exists (so re-running a command
 resumes where it stopped; an interrupted stage resumes from its checkpoint in ``stages/<name>/``).
@@ -34,6 +37,8 @@ from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
 from .stage_data import load_tokenizer, read_pairs, tokenizer_info
 
+BT_PAIRS = "bt_pairs.jsonl"  # data/: the backtranslate stage's (g(y), y) pairs (stage_bt.py)
+
 def trained_methods(cfg) -> tuple[str, ...]:
     """The methods that train an f for ``cfg.methods`` (theirs, and those they reuse or start from),
     in an order where a method starting from another's f comes after it."""
@@ -41,7 +46,9 @@ def trained_methods(cfg) -> tuple[str, ...]:
 
 
 def training_stages(cfg) -> tuple[str, ...]:
-    return ("denoiser", *trained_methods(cfg))
+    """The stages that train (every DDP rank runs them): Π, the reverse model of back-translation
+    when a method needs its pairs (:mod:`.stage_bt`), then the methods."""
+    return ("denoiser", *(("backtranslate",) if cfg.needs_backtranslation() else ()), *trained_methods(cfg))
 
 
 def load_model(ctx: Context, name: str, vocab, denoiser: bool = False) -> Seq2SeqTransformer:
@@ -59,16 +66,25 @@ def load_model(ctx: Context, name: str, vocab, denoiser: bool = False) -> Seq2Se
     return model.to(ctx.device)
 
 
-def corpora(ctx: Context, vocab, denoiser: bool) -> tuple[T.Corpus, T.Corpus]:
+def corpora(ctx: Context, vocab, denoiser: bool, data: str = "labeled") -> tuple[T.Corpus, T.Corpus]:
     """(train, val) corpora of a stage, encoded with the run's tokenizer ``vocab``: the denoiser's
-    (corrupt(y), y) pairs, or the labeled (pseudocode, code) pairs."""
+    (corrupt(y), y) pairs, or the labeled (pseudocode, code) pairs, followed, for a method with
+    ``data="labeled+bt"`` (composedft.methods), by the back-translated pairs of ``data/bt_pairs.jsonl``.
+    Validation is always the labeled val split."""
     d = ctx.rd.data_dir
     if denoiser:
         (s, t), (vs, vt) = read_pairs(d / "denoise_train.jsonl"), read_pairs(d / "denoise_val.jsonl")
         return T.encode_corpus(vocab, s, t), T.encode_corpus(vocab, vs, vt)
     tr, va = read_examples(d / "train.jsonl"), read_examples(d / "val.jsonl")
-    return (T.encode_corpus(vocab, [e.src for e in tr], [e.tgt for e in tr]),
-            T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va]))
+    srcs, tgts = [e.src for e in tr], [e.tgt for e in tr]
+    if data == "labeled+bt":
+        if not (d / BT_PAIRS).exists():
+            raise RunFolderError(f"{d / BT_PAIRS}: missing (run the 'backtranslate' stage first)")
+        bs, bt = read_pairs(d / BT_PAIRS)
+        srcs, tgts = srcs + bs, tgts + bt
+    elif data != "labeled":
+        raise ValueError(f"data '{data}' is not built by the code pipeline")
+    return T.encode_corpus(vocab, srcs, tgts), T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va])
 
 
 def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None):
@@ -192,7 +208,7 @@ def stage_method(ctx: Context, name: str):
     m, c = get_method(name), ctx.cfg  # CodeConfig.validate checked that m.objective is in config.CODE_OBJECTIVES
     init, hp = resolve_init(m, c), _hyper(c, name, m.objective)
     vocab = load_tokenizer(ctx)
-    corpus, val = corpora(ctx, vocab, denoiser=False)
+    corpus, val = corpora(ctx, vocab, denoiser=False, data=m.data)  # bt: labeled + back-translated
     with_smart = m.objective.endswith("smart")
     scfg = SmartConfig(eps=c.smart_eps, init_std=c.smart_eps, step_size=c.smart_step, lambda_s=c.smart_lambda, mu=0.0)
     smart_seed = derive_seed(c.seed, name, "smart")
