@@ -49,7 +49,9 @@ def test_shared_from_copies_and_skips(tmp_path, capsys):
     a, b = tmp_path / "seed0", tmp_path / "seed1"
     write_tiny_data(a)
     pipeline.run(tiny_cfg(seed=0, shared_pretraining=True), a, PRE)
+    (a / "data" / "bt_pairs.jsonl").write_text("{}\n")  # seed 0's own back-translation: never shared
     pipeline.run(tiny_cfg(seed=1, shared_pretraining=True), b, ("data", *PRE, "standard"), shared_from=a)
+    assert not (b / "data" / "bt_pairs.jsonl").exists()
     out = capsys.readouterr().out
     assert "copied from" in out and "[denoiser] done already" in out and "[data] done already" in out
     for rel in ("models/denoiser.pt", "tokenizer.model", "tokenizer.json", "data/train.jsonl", "data/info.json"):

@@ -16,6 +16,7 @@ from composedft.runs import RunDir
 
 from .config import PRETRAINING_STAGES, CodeConfig, finetuning_only
 from .context import RESUME_FREE_FIELDS, RunFolderError
+from .stages import BT_PAIRS
 
 __all__ = ["copy_pretraining", "SHARED_FILES"]
 
@@ -60,7 +61,8 @@ def copy_pretraining(src_dir: str | Path, rd: RunDir, cfg: CodeConfig) -> dict[s
     if rd.model_path("denoiser").exists():
         return {}
     # order matters for resume: data, then the tokenizer (tokenizer.json last), then Π
-    files = sorted(f for f in src.data_dir.rglob("*") if f.is_file())
+    # the data stage's files only: data/bt_pairs.jsonl is the source seed's own back-translation
+    files = sorted(f for f in src.data_dir.rglob("*") if f.is_file() and f.name != BT_PAIRS)
     for f in sorted(files, key=lambda f: f.name == "info.json"):  # info.json marks the data stage done
         _copy_file(f, rd.data_dir / f.relative_to(src.data_dir))
     for name in SHARED_FILES:
