@@ -29,7 +29,8 @@ __all__ = ["COMPARISONS", "load_seed", "seed_accuracies", "check_same_config", "
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
-               ("composed-denoiser-init", "standard"), ("bt+composed", "bt"), ("direct+posthoc", "direct"))
+               ("composed-denoiser-init", "standard"), ("bt", "standard"), ("bt+composed", "bt"),
+               ("direct+posthoc", "direct"))
 # fields that may differ between seed folders of one experiment (they do not change what is computed)
 # (``methods``: a seed folder may hold more methods than another; each row says how many seeds it has)
 FREE_FIELDS = frozenset({"seed", "threads", "eval_workers", "device", "data_dir", "decode_batch_size", "methods"})
