@@ -224,9 +224,7 @@ def sampled_logprob(model: nn.Module, src: torch.Tensor, samples: torch.Tensor, 
         logp = torch.log_softmax(mask_logits(_upcast(logits), specials.never_sampled), dim=-1)
         lp = logp.gather(-1, t.unsqueeze(-1)).squeeze(-1)
         parts.append(torch.where(t != specials.pad, lp, torch.zeros_like(lp)).sum(-1))
-    if len(groups) == 1:
-        return parts[0][torch.argsort(groups[0])]
-    return torch.cat(parts)[torch.argsort(torch.cat(groups))]
+    return torch.cat(parts)[torch.argsort(torch.cat(groups))]  # back to the input's row order
 
 
 def target_logprob(model: nn.Module, src: torch.Tensor, tgt_out: torch.Tensor, *, specials: Specials = SPECIALS,
