@@ -34,7 +34,8 @@ import torch.nn as nn
 from .compose import Composed
 
 __all__ = ["Specials", "SPECIALS", "teacher_forcing_inputs", "mask_logits", "autoregress", "greedy_decode",
-           "sample", "sampled_logprob", "as_source", "target_logprob", "posthoc_decode", "ComposedSequence"]
+           "sample", "sample_categorical", "extent", "length_buckets", "sampled_logprob", "as_source", "target_logprob",
+           "posthoc_decode", "ComposedSequence"]
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,53 @@ def sample(model: nn.Module, src: torch.Tensor, k: int, max_len: int, *, generat
     q_f is f's softmax with ``specials.never_sampled`` masked. Returns ``[B*k, T]`` (rows of input
     ``i`` are ``i*k .. i*k+k-1``); a row that reached ``max_len`` sampled tokens without <eos> gets
     <eos> appended at column ``max_len`` (not a sampled token: :func:`sampled_logprob` skips it).
+    Each token is drawn by :func:`sample_categorical` (one uniform per row and step), so the
+    samples are a deterministic function of ``generator``'s state.
     """
     banned = specials.never_sampled
+    bias: list[torch.Tensor] = []  # additive -inf mask, built once per call (one op per step, not a clone)
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(mask_logits(logits.float(), banned) / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+        if not bias:
+            bias.append(mask_logits(torch.zeros(logits.size(-1), device=logits.device), banned))
+        z = logits.float() + bias[0]
+        return sample_categorical(torch.softmax(z if temperature == 1.0 else z / temperature, dim=-1),
+                                  generator=generator)
 
     out = autoregress(model, src, max_len, pick, specials=specials, repeat=k)
     return as_source(out, specials)
+
+
+def sample_categorical(probs: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``probs`` [N, V] by inversion: the first j with cdf_j > u · cdf_V.
+
+    One uniform u per row instead of ``torch.multinomial``'s V exponentials (its cost dominated a
+    sampling step, docs/training-speed.md §6). The cumulative sum is in float64 so rounding
+    cannot give a zero-probability token a sliver of [0, 1): a token with p_j = 0 has
+    cdf_j = cdf_{j-1} and is never the first to exceed u · cdf_V (``right=True`` also excludes
+    j = 0 when u = 0). Only if u · cdf_V rounds up to cdf_V (probability <= 2^-53) is the last
+    column returned.
+    """
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand(probs.size(0), 1, dtype=torch.float64, device=probs.device, generator=generator)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    return idx[:, 0].clamp_(max=probs.size(-1) - 1)
+
+
+def extent(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per row of ``x`` [N, T], one past its last non-pad column (0 for an all-pad row): the width
+    a row can be trimmed to without losing a token (a count of non-pads could cut a row that
+    holds a pad mid-sequence, e.g. a greedy output)."""
+    cols = torch.arange(1, x.size(1) + 1, device=x.device)
+    return torch.where(x != pad, cols, torch.zeros_like(cols)).amax(1) if x.size(1) else x.new_zeros(x.size(0))
+
+
+def length_buckets(lengths: torch.Tensor, buckets: int) -> list[torch.Tensor]:
+    """Row indices grouped by length: ``lengths`` [N] sorted (stable), cut into ``buckets``
+    nearly equal groups (fewer if N is small). Each group is padded only to its own longest row,
+    so a batch of samples of uneven lengths costs less than one padded to the longest."""
+    order = torch.argsort(lengths, stable=True)
+    return [g for g in order.chunk(max(1, min(buckets, lengths.numel())))]
 
 
 def as_source(y: torch.Tensor, specials: Specials = SPECIALS) -> torch.Tensor:
@@ -158,32 +197,54 @@ def as_source(y: torch.Tensor, specials: Specials = SPECIALS) -> torch.Tensor:
 
 
 def sampled_logprob(model: nn.Module, src: torch.Tensor, samples: torch.Tensor, max_len: int, *,
-                    specials: Specials = SPECIALS) -> torch.Tensor:
-    """log q_f(ŷ | x) per sample ``[B*k]``, differentiable in f's weights.
+                    specials: Specials = SPECIALS, source_index: torch.Tensor | None = None,
+                    buckets: int = 1) -> torch.Tensor:
+    """log q_f(ŷ | x) per sample ``[N]``, differentiable in f's weights.
 
-    ``samples`` come from :func:`sample` (``k = len(samples) // len(src)``). The encoder runs once
-    per source; the decoder scores all samples in one teacher-forced pass under the sampler's
-    mask. Only the first ``max_len`` columns are sampled tokens (pads excluded). Runs in the
-    model's current mode: call it in eval mode to differentiate the distribution sampled.
+    ``samples`` come from :func:`sample`: row n belongs to source ``source_index[n]`` (default:
+    ``k = N // B`` consecutive rows per source). The encoder runs once per source; the decoder
+    scores the samples teacher-forced under the sampler's mask, in ``buckets`` groups of similar
+    length (:func:`length_buckets`; each row's value does not depend on its group: pads come
+    after a row's tokens and the decoder is causal). Only the first ``max_len`` columns are
+    sampled tokens (pads excluded). Runs in the model's current mode: call it in eval mode to
+    differentiate the distribution sampled.
     """
-    k = samples.size(0) // src.size(0)
+    if source_index is None:
+        k = samples.size(0) // src.size(0)
+        source_index = torch.arange(src.size(0), device=src.device).repeat_interleave(k)
     toks = samples[:, :max_len]
     memory, mask = model.encode(src)
-    logits = model.decode(teacher_forcing_inputs(toks, specials.bos), memory.repeat_interleave(k, 0),
-                          mask.repeat_interleave(k, 0))
-    logp = torch.log_softmax(mask_logits(_upcast(logits), specials.never_sampled), dim=-1)
-    lp = logp.gather(-1, toks.unsqueeze(-1)).squeeze(-1)
-    return torch.where(toks != specials.pad, lp, torch.zeros_like(lp)).sum(-1)
+    lengths = extent(toks, specials.pad)
+    groups = length_buckets(lengths, buckets)
+    parts = []
+    for rows in groups:
+        t = toks[rows, :max(1, int(lengths[rows].max()))]
+        at = source_index[rows]
+        logits = model.decode(teacher_forcing_inputs(t, specials.bos), memory[at], mask[at])
+        logp = torch.log_softmax(mask_logits(_upcast(logits), specials.never_sampled), dim=-1)
+        lp = logp.gather(-1, t.unsqueeze(-1)).squeeze(-1)
+        parts.append(torch.where(t != specials.pad, lp, torch.zeros_like(lp)).sum(-1))
+    return torch.cat(parts)[torch.argsort(torch.cat(groups))]  # back to the input's row order
 
 
 def target_logprob(model: nn.Module, src: torch.Tensor, tgt_out: torch.Tensor, *, specials: Specials = SPECIALS,
-                   length_normalize: bool = False) -> torch.Tensor:
-    """log p(y | src) per row ``[B]`` under the full softmax, ``tgt_out`` = y + <eos>, pads masked."""
-    logits = _upcast(model(src, teacher_forcing_inputs(tgt_out, specials.bos)))
-    lp = torch.log_softmax(logits, dim=-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
-    real = tgt_out != specials.pad
-    total = torch.where(real, lp, torch.zeros_like(lp)).sum(-1)
-    return total / real.sum(-1).clamp(min=1).to(total.dtype) if length_normalize else total
+                   length_normalize: bool = False, buckets: int = 1) -> torch.Tensor:
+    """log p(y | src) per row ``[B]`` under the full softmax, ``tgt_out`` = y + <eos>, pads masked.
+
+    ``buckets > 1`` runs rows of similar source + target length together, each group trimmed to
+    its own longest source and target (:func:`length_buckets`; the encoder masks source pads and
+    target pads come after the tokens scored, so no row's value depends on its group)."""
+    src_len, tgt_len = extent(src, specials.pad), extent(tgt_out, specials.pad)
+    groups = length_buckets(src_len + tgt_len, buckets)
+    parts = []
+    for rows in groups:
+        s_, y = src[rows, :max(1, int(src_len[rows].max()))], tgt_out[rows, :max(1, int(tgt_len[rows].max()))]
+        logits = _upcast(model(s_, teacher_forcing_inputs(y, specials.bos)))
+        lp = torch.log_softmax(logits, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        real = y != specials.pad
+        total = torch.where(real, lp, torch.zeros_like(lp)).sum(-1)
+        parts.append(total / real.sum(-1).clamp(min=1).to(total.dtype) if length_normalize else total)
+    return torch.cat(parts)[torch.argsort(torch.cat(groups))]
 
 
 @torch.no_grad()
@@ -224,18 +285,22 @@ class ComposedSequence(Composed):
         """``k`` samples per source from q_f (see :func:`sample`)."""
         return sample(self.base_predictor, src, k, max_len, generator=generator, specials=self.specials)
 
-    def sample_logprob(self, src: torch.Tensor, samples: torch.Tensor, max_len: int) -> torch.Tensor:
-        """log q_f(ŷ|x) of ``samples`` in eval mode (the sampled distribution), with grad."""
+    def sample_logprob(self, src: torch.Tensor, samples: torch.Tensor, max_len: int, *,
+                       source_index: torch.Tensor | None = None, buckets: int = 1) -> torch.Tensor:
+        """log q_f(ŷ|x) of ``samples`` in eval mode (the sampled distribution), with grad
+        (see :func:`sampled_logprob`)."""
         f = self.base_predictor
         was_training = f.training
         f.eval()
         try:
-            return sampled_logprob(f, src, samples, max_len, specials=self.specials)
+            return sampled_logprob(f, src, samples, max_len, specials=self.specials, source_index=source_index,
+                                   buckets=buckets)
         finally:
             f.train(was_training)
 
     @torch.no_grad()
-    def score(self, samples: torch.Tensor, tgt_out: torch.Tensor, length_normalize: bool = False) -> torch.Tensor:
+    def score(self, samples: torch.Tensor, tgt_out: torch.Tensor, length_normalize: bool = False, *,
+              buckets: int = 1) -> torch.Tensor:
         """log p_Π(y | ŷ) per row: ``samples`` [N, T] in source format, ``tgt_out`` [N, T'] = y + <eos>."""
         return target_logprob(self.denoiser, samples, tgt_out, specials=self.specials,
-                              length_normalize=length_normalize)
+                              length_normalize=length_normalize, buckets=buckets)

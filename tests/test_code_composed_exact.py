@@ -19,6 +19,7 @@ import torch
 
 from composedft.compose import init_base_predictor
 from composedft.sequence import ComposedSequence
+from simulations.code import composed as C
 from simulations.code import seq2seq_train as T
 from simulations.code.decode import EOS, PAD
 from simulations.code.model import ModelConfig, Seq2SeqTransformer
@@ -70,7 +71,7 @@ def _expected_grad(model, batch, obj, params):
     total = 0.0
     for combo in itertools.product(range(len(SUPPORT)), repeat=2 * K):  # (i0k0, i0k1, i1k0, i1k1)
         w = q[0][combo[0]] * q[0][combo[1]] * q[1][combo[2]] * q[1][combo[3]]
-        loss, _ = T.composed_loss_from_samples(model, batch, _pad([SUPPORT[c] for c in combo]), obj, CAP)
+        loss, _ = C.composed_loss_from_samples(model, batch, _pad([SUPPORT[c] for c in combo]), obj, CAP)
         total = total + w * loss
     return torch.autograd.grad(total, params)
 
@@ -94,24 +95,24 @@ def _true_grad(model, batch, obj, params, score_factor: float):
 def test_expected_gradient_equals_true_gradient(baseline):
     model, batch = _setup()
     params = [p for p in model.base_predictor.parameters() if p.requires_grad]
-    obj = T.ComposedObjective(k=K, baseline=baseline, lam=0.05, scale=1.3, length_normalize=True, max_len=CAP)
+    obj = C.ComposedObjective(k=K, baseline=baseline, lam=0.05, scale=1.3, length_normalize=True, max_len=CAP)
     got = _expected_grad(model, batch, obj, params)
     want = _true_grad(model, batch, obj, params, (K - 1) / K if baseline == "mean" else 1.0)
     num = sum(float((g - w).pow(2).sum()) for g, w in zip(got, want)) ** 0.5
     den = sum(float(w.pow(2).sum()) for w in want) ** 0.5
     assert den > 1e-3 and num <= 1e-10 * den, (baseline, num, den)
     # the score-function part is a sizeable share of it, so the NLL term alone cannot pass this
-    score_only = _true_grad(model, batch, T.ComposedObjective(k=K, lam=0.0, max_len=CAP), params, 1.0)
+    score_only = _true_grad(model, batch, C.ComposedObjective(k=K, lam=0.0, max_len=CAP), params, 1.0)
     assert sum(float(w.pow(2).sum()) for w in score_only) ** 0.5 > 0.2 * den
 
 
 def test_composed_loss_draws_from_the_sampler_it_scores():
     """composed_loss = composed_loss_from_samples on the core sampler's draws for the step's seed."""
     model, batch = _setup()
-    obj = T.ComposedObjective(k=K, baseline="loo", lam=0.5, max_len=CAP, seed=7, cap_factor=1.0, cap_margin=0)
-    loss, _ = T.composed_loss(model, batch, obj)
+    obj = C.ComposedObjective(k=K, baseline="loo", lam=0.5, max_len=CAP, seed=7, cap_factor=1.0, cap_margin=0)
+    loss, _ = C.composed_loss(model, batch, obj)
     from composedft.seeding import derive_seed, torch_generator
     gen = torch_generator(derive_seed(7, "samples", 0))
     samples = model.sample(batch["src"], K, CAP, generator=gen)
-    ref, _ = T.composed_loss_from_samples(model, batch, samples, obj, CAP)
+    ref, _ = C.composed_loss_from_samples(model, batch, samples, obj, CAP)
     assert torch.equal(loss, ref)

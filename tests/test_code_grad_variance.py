@@ -16,6 +16,7 @@ from composedft.config import ConfigError, parse_config
 from composedft.seeding import derive_seed, torch_generator
 from composedft.sequence import ComposedSequence
 from simulations.code import grad_variance as G
+from simulations.code import composed as C
 from simulations.code import seq2seq_train as T
 from simulations.code.__main__ import main as code_main
 from simulations.code.config import PRESETS, CodeConfig
@@ -89,8 +90,8 @@ def _flat_grad(loss, model):
 def test_reference_loss_and_gradient_match_the_formula_with_pads_counted():
     model, batch = _setup()
     samples = torch.tensor([[A, EOS, PAD, PAD], [B_, A, B_, EOS]])  # row 0 has two pad columns
-    obj = T.ComposedObjective(estimator="reference", k=4, baseline="loo", lam=0.3, scale=7.0, max_len=CAP)
-    loss, stats = T.composed_loss_from_samples(model, batch, samples, obj, CAP)
+    obj = C.ComposedObjective(estimator="reference", k=4, baseline="loo", lam=0.3, scale=7.0, max_len=CAP)
+    loss, stats = C.composed_loss_from_samples(model, batch, samples, obj, CAP)
     want = _manual_reference(model, batch, samples, lam=0.3)
     assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
     want_grad = _flat_grad(want, model)
@@ -103,22 +104,22 @@ def test_reference_loss_and_gradient_match_the_formula_with_pads_counted():
 
 def test_reference_draws_one_sample_per_input_whatever_k():
     model, batch = _setup()
-    obj = T.ComposedObjective(estimator="reference", k=4, lam=0.0, max_len=CAP, seed=5, cap_factor=1.0, cap_margin=0)
-    loss, _ = T.composed_loss(model, batch, obj)
-    cap = T.sample_cap(batch["tgt_out"], obj)
+    obj = C.ComposedObjective(estimator="reference", k=4, lam=0.0, max_len=CAP, seed=5, cap_factor=1.0, cap_margin=0)
+    loss, _ = C.composed_loss(model, batch, obj)
+    cap = C.sample_cap(batch["tgt_out"], obj)
     samples = model.sample(batch["src"], 1, cap, generator=torch_generator(derive_seed(5, "samples", 0)))
     assert samples.size(0) == 2
     assert torch.equal(loss, _manual_reference(model, batch, samples))
     with pytest.raises(ValueError, match="one sample per input"):
-        T.composed_loss_from_samples(model, batch, samples.repeat_interleave(2, 0), obj, cap)
+        C.composed_loss_from_samples(model, batch, samples.repeat_interleave(2, 0), obj, cap)
 
 
 def test_grad_variance_equals_numpy_variance_of_independent_gradients():
     model, batch = _setup()
     K, R, scale = 3, 5, 1.3
-    obj = T.ComposedObjective(k=K, baseline="loo", lam=0.9, scale=scale, max_len=CAP, cap_factor=1.0, cap_margin=0)
+    obj = C.ComposedObjective(k=K, baseline="loo", lam=0.9, scale=scale, max_len=CAP, cap_factor=1.0, cap_margin=0)
     got = G.measure(model, batch, obj, R, seed=11)
-    cap = T.sample_cap(batch["tgt_out"], obj)
+    cap = C.sample_cap(batch["tgt_out"], obj)
     for name, k in (("ours", K), ("reference", 1)):
         rows = []
         for r in range(R):
@@ -162,4 +163,4 @@ def test_config_reference_ignores_k_and_baseline_and_names_a_bad_estimator():
     with pytest.raises(ConfigError, match="composed_estimator"):
         parse_config(CodeConfig, PRESETS, ["--preset", "toy", "--composed_estimator=fairseq"])
     with pytest.raises(ValueError, match="unknown composed estimator"):
-        T.samples_per_input(T.ComposedObjective(estimator="fairseq"))
+        C.samples_per_input(C.ComposedObjective(estimator="fairseq"))

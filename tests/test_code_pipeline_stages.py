@@ -78,15 +78,15 @@ def test_composed_training_leaves_denoiser_bitwise_unchanged(tmp_path, init):
 
 def test_composed_stage_trains_with_the_reference_estimator(tmp_path, monkeypatch):
     """composed_estimator=reference reaches the loss (one sample per input, whatever composed_k)."""
-    from simulations.code import seq2seq_train as T
+    from simulations.code import composed as C
     calls = []
 
     def spy(logp, reward, nll=None, **kw):
         calls.append(logp.shape)
         return T_reference(logp, reward, nll, **kw)
 
-    T_reference = T.reference_sequence_loss
-    monkeypatch.setattr(T, "reference_sequence_loss", spy)
+    T_reference = C.reference_sequence_loss
+    monkeypatch.setattr(C, "reference_sequence_loss", spy)
     cfg = tiny_cfg(composed_estimator="reference", composed_k=3)
     write_tiny_data(tmp_path)
     pipeline.run(cfg, tmp_path, ("vocab", "denoiser", "standard", "composed"))

@@ -6,12 +6,14 @@ Both steps see the same batch of ``composed_batch_size`` SANSTYPE (pseudocode, c
 same models (forward, backward and AdamW update). The standard step is the NLL of the gold; the
 composed step samples K outputs per input from f, scores the gold under the frozen Π given each
 sample, and back-propagates the score-function surrogate plus λ·NLL
-(:func:`simulations.code.seq2seq_train.composed_loss`). With ``--run DIR`` the models are a
+(:func:`simulations.code.composed.composed_loss`). With ``--run DIR`` the models are a
 run's ``standard.pt`` (f; a copy of ``denoiser.pt`` until that stage has run) and ``denoiser.pt``
 (Π) and its tokenizer; otherwise the
 models are untrained (the worst case: untrained samples run to the length cap) and the BPE is
-trained on generated programs. Prints the median over ``--repeats`` steps after one warm-up; the
-last line is ``composed/standard step time: N.NNx``. See docs/code-pipeline.md §5.
+trained on generated programs. Prints the median over ``--repeats`` steps after one warm-up
+(``--clock cpu``: process CPU time, steadier than wall time on a shared machine); the last line
+is ``composed/standard step time: N.NNx``. See docs/code-pipeline.md §5 and
+docs/training-speed.md §6.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from composedft.io import CheckpointError, load_checkpoint
 from composedft.seeding import derive_seed
 from composedft.sequence import ComposedSequence
 
+from . import composed as C
 from . import seq2seq_train as T
 from .config import PRESETS, model_config
 from .decode import max_len_from_data
@@ -65,13 +68,13 @@ def bench_setup(cfg, run: Path | None, batch_size: int):
     return tok, f, pi, what, T.make_batch(corpus, range(len(corpus))), cap
 
 
-def _time_steps(step, repeats: int) -> float:
+def _time_steps(step, repeats: int, clock=time.perf_counter) -> float:
     step(0)  # warm-up (allocations, first-call overheads)
     times = []
     for s in range(1, repeats + 1):
-        t0 = time.perf_counter()
+        t0 = clock()
         step(s)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", default=None, help="a finished run folder of the same preset (trained f and Π)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="wall: elapsed time; cpu: this process's CPU time (steadier on a shared machine "
+                        "with --threads 1)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = PRESETS[a.preset]
@@ -91,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except (VocabError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    obj = T.ComposedObjective(k=cfg.composed_k, baseline=cfg.composed_baseline, lam=cfg.composed_lambda,
+    obj = C.ComposedObjective(k=cfg.composed_k, baseline=cfg.composed_baseline, lam=cfg.composed_lambda,
                               length_normalize=cfg.composed_length_normalize, max_len=cap,
                               cap_factor=cfg.max_len_factor, seed=1, amp=False)
     model = ComposedSequence(f, pi)
     opt = torch.optim.AdamW([q for q in f.parameters() if q.requires_grad], lr=1e-6)
     f.train()
-    lens = []
+    lens, distinct = [], []
 
     def standard(step: int) -> None:
         opt.zero_grad(set_to_none=True)
@@ -106,17 +112,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def composed(step: int) -> None:
         opt.zero_grad(set_to_none=True)
-        loss, stats = T.composed_loss(model, {**batch, "step": step}, obj)
+        loss, stats = C.composed_loss(model, {**batch, "step": step}, obj)
         loss.backward()
         opt.step()
         lens.append(stats["sample_len"])
+        distinct.append(stats["distinct"])
 
-    t_std = _time_steps(standard, a.repeats)
-    t_cmp = _time_steps(composed, a.repeats)
+    clock = time.perf_counter if a.clock == "wall" else time.process_time
+    t_std = _time_steps(standard, a.repeats, clock)
+    t_cmp = _time_steps(composed, a.repeats, clock)
     gold = float((batch["tgt_out"] != 0).sum(1).float().mean())
     report = [f"preset {a.preset}, {what}, batch {B} inputs, K={cfg.composed_k}, {a.threads} thread(s), "
-              f"vocab {len(tok)}",
-              f"mean gold length {gold:.1f} tokens, mean sample length {statistics.mean(lens):.1f}, cap {cap}",
+              f"vocab {len(tok)}, {a.clock} clock",
+              f"mean gold length {gold:.1f} tokens, mean sample length {statistics.mean(lens):.1f}, cap {cap}, "
+              f"distinct samples {100 * statistics.mean(distinct):.0f}%",
               *(f"{name} step: {1000 * t:.1f} ms (median of {a.repeats})" for name, t in (("standard", t_std),
                                                                                      ("composed", t_cmp))),
               f"composed/standard step time: {t_cmp / t_std:.2f}x"]  # the last line is the benchmark's figure

@@ -28,7 +28,7 @@ from composedft.io import CheckpointError, atomic_write_json
 from composedft.seeding import derive_seed
 from composedft.sequence import ComposedSequence
 
-from . import seq2seq_train as T
+from . import composed as C
 from .config import PRESETS
 
 __all__ = ["draw_gradients", "variance_stats", "measure", "main"]
@@ -37,17 +37,17 @@ ESTIMATOR_LABELS = {"ours": "ours (K samples, baseline, pads masked, explicit sc
                     "reference": "reference (1 sample, no baseline, /10, clamp -50, pads counted)"}
 
 
-def draw_gradients(model: ComposedSequence, batch: dict, obj: T.ComposedObjective,
+def draw_gradients(model: ComposedSequence, batch: dict, obj: C.ComposedObjective,
                    seeds: list[int]) -> tuple[torch.Tensor, float]:
     """``([R, P], clamped)``: per seed, the gradient of the score-function term (``obj`` with
     λ = 0) w.r.t. f's trainable parameters, flattened; draw r samples from
-    ``derive_seed(seeds[r], "samples", batch["step"])`` (:func:`seq2seq_train.composed_loss`).
+    ``derive_seed(seeds[r], "samples", batch["step"])`` (:func:`composed.composed_loss`).
     ``clamped``: the share of samples whose reference log-prob hit the clamp (0 for ours)."""
     params = [p for p in model.base_predictor.parameters() if p.requires_grad]
     obj = replace(obj, lam=0.0)
     rows, clamped = [], []
     for seed in seeds:
-        loss, stats = T.composed_loss(model, batch, replace(obj, seed=seed))
+        loss, stats = C.composed_loss(model, batch, replace(obj, seed=seed))
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
                                for p, g in zip(params, grads)]))
@@ -71,7 +71,7 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else (float("nan") if num == 0 else float("inf"))
 
 
-def measure(model: ComposedSequence, batch: dict, obj: T.ComposedObjective, repeats: int, *,
+def measure(model: ComposedSequence, batch: dict, obj: C.ComposedObjective, repeats: int, *,
             seed: int = 0) -> dict[str, dict[str, float]]:
     """:func:`variance_stats` of both estimators (``obj`` with ``estimator`` replaced) on the same
     batch, model and seeds ``derive_seed(seed, "grad-variance", r)``, plus ``ratio`` reference/ours."""
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except (VocabError, CheckpointError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    obj = T.ComposedObjective(k=cfg.composed_k, baseline=cfg.composed_baseline, scale=cfg.composed_scale,
+    obj = C.ComposedObjective(k=cfg.composed_k, baseline=cfg.composed_baseline, scale=cfg.composed_scale,
                               length_normalize=cfg.composed_length_normalize, max_len=cap,
                               cap_factor=cfg.max_len_factor, amp=False)
     model = ComposedSequence(f, pi)

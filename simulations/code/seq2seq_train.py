@@ -6,10 +6,7 @@ The loop itself (AdamW, inverse-sqrt schedule, checkpoints, resume, model select
 adapts them to token sequences:
 
 * :func:`nll_loss` — standard fine-tuning / direct / denoiser pre-training, −log p(y | x).
-* :func:`composed_loss` — composed fine-tuning of a :class:`composedft.sequence.ComposedSequence`
-  (paper eq. 1): ``−E_ŷ~q_f(·|x) log p_Π(y | ŷ) − λ log p_f(y | x)``; the first term by the
-  score-function estimator with K samples from the core's masked sampler and a baseline, Π under
-  no-grad (:func:`composedft.estimators.composed_sequence_loss`; docs/code-pipeline.md §3).
+* the composed loss lives in :mod:`simulations.code.composed` (it builds on :func:`nll_loss`).
 * :func:`fit` — the core loop plus, under ``torchrun``, gradient averaging over ranks.
 
 Batches are a pure function of (seed, step) (epoch permutations), so a resumed stage draws
@@ -26,18 +23,16 @@ import torch
 import torch.nn as nn
 
 from composedft.devices import autocast
-from composedft.estimators import composed_sequence_loss, reference_logprob, reference_sequence_loss
 from composedft.objectives import standard_nll
 from composedft.seeding import derive_seed, torch_generator
-from composedft.sequence import ComposedSequence, as_source, posthoc_decode, teacher_forcing_inputs
+from composedft.sequence import posthoc_decode, teacher_forcing_inputs
 from composedft.smart import SmartConfig, adversarial_perturbation, smoothness_term, sym_kl
 from composedft.train import TrainConfig, TrainResult, train
 
-from .decode import EOS, PAD, beam_search, greedy_decode, max_len_from_data, strip_special
+from .decode import EOS, PAD, beam_search, greedy_decode, strip_special
 
 __all__ = ["Corpus", "encode_corpus", "pad_batch", "BatchSampler", "corpus_lengths", "make_batch", "nll_loss",
-           "smart_term", "ComposedObjective", "samples_per_input", "composed_loss", "composed_loss_from_samples", "sample_cap", "mean_nll", "translate",
-           "teacher_forcing_inputs", "fit"]
+           "smart_term", "mean_nll", "translate", "teacher_forcing_inputs", "fit"]
 
 
 @dataclass(frozen=True)
@@ -180,110 +175,6 @@ def smart_term(model: nn.Module, batch: dict, scfg: SmartConfig, seed: int, *, a
     return smoothness_term(fn, zero, clean, delta, divergence=divergence).sum() / real.sum().clamp_min(1)
 
 
-@dataclass(frozen=True)
-class ComposedObjective:
-    """Hyper-parameters of the composed loss (all explicit; cf. the reference's hidden /10).
-
-    ``estimator="reference"`` is the released code's estimator (docs/method.md §3.4): it draws one
-    sample per input and ignores ``k``, ``baseline``, ``scale`` and ``length_normalize``."""
-    estimator: str = "ours"           # ours | reference (docs/method.md §3.3-3.4)
-    k: int = 4                        # samples ŷ per input (ours)
-    baseline: str = "loo"             # none | mean | loo
-    lam: float = 1.0                  # λ, weight of the standard NLL term
-    scale: float = 1.0                # weight of the score-function term
-    length_normalize: bool = True     # reward = per-token log p_Π(y | ŷ)
-    label_smoothing: float = 0.0      # on the λ term
-    max_len: int = 256                # data-wide sample length cap (from the data, never below gold)
-    cap_factor: float = 1.5           # per-batch cap = ceil(factor * longest gold) + margin (<= max_len)
-    cap_margin: int = 16
-    seed: int = 0                     # samples for step s use derive_seed(seed, "samples", s)
-    amp: bool = True                  # bf16 autocast on CUDA (CodeConfig.amp); no effect on CPU
-
-
-def composed_loss(model: ComposedSequence, batch: dict, obj: ComposedObjective) -> tuple[torch.Tensor, dict[str, float]]:
-    """Composed fine-tuning loss of Π∘f on one batch: draw the K samples, then
-    :func:`composed_loss_from_samples`.
-
-    The samples of step s are drawn from ``derive_seed(obj.seed, "samples", s)`` (``batch["step"]``),
-    so a resumed stage draws the same ones. The cap is right-sized to the batch (``sample_cap``).
-    """
-    src, dev = batch["src"], batch["src"].device
-    gen = torch_generator(derive_seed(obj.seed, "samples", int(batch["step"])),
-                          device=dev if dev.type == "cuda" else "cpu")
-    cap = sample_cap(batch["tgt_out"], obj)
-    with autocast(dev, obj.amp):
-        samples = model.sample(src, samples_per_input(obj), cap, generator=gen)  # [B*K, T]
-    return composed_loss_from_samples(model, batch, samples, obj, cap)
-
-
-def samples_per_input(obj: ComposedObjective) -> int:
-    """K: ``obj.k`` for our estimator, 1 for the reference's (docs/method.md §3.4)."""
-    if obj.estimator not in ("ours", "reference"):
-        raise ValueError(f"unknown composed estimator {obj.estimator!r} (choose from ours, reference)")
-    return 1 if obj.estimator == "reference" else obj.k
-
-
-def sample_cap(tgt_out: torch.Tensor, obj: ComposedObjective) -> int:
-    """Sample length cap for a batch: ``ceil(factor * longest gold in the batch) + margin``, at most
-    ``obj.max_len`` (the data-wide cap). Never below the batch's gold lengths (<eos> included)."""
-    longest = int((tgt_out != PAD).sum(1).max())
-    return min(obj.max_len, max(longest, max_len_from_data([longest - 1], obj.cap_factor, obj.cap_margin)))
-
-
-def composed_loss_from_samples(model: ComposedSequence, batch: dict, samples: torch.Tensor, obj: ComposedObjective,
-                               cap: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """Composed loss (paper eq. (1), README §1, minimised) given the samples ŷ of every input:
-
-        L = − scale/(BK) Σ_{i,k} (r_ik − b_ik) log q_f(ŷ_ik | x_i)  +  λ · NLL_f(y | x),
-
-    ŷ_ik ~ q_f(·|x_i) (rows ``i*K .. i*K+K-1`` of ``samples``, from :func:`composedft.sequence.sample`
-    with cap ``cap``), q_f f's eval-mode softmax without <pad> <bos> <unk> (the distribution
-    sampled, so the estimate is unbiased), reward r_ik = log p_Π(y_i | ŷ_ik) (Π frozen, no-grad)
-    and b the baseline (:func:`composedft.estimators.composed_sequence_loss`). Its expected
-    gradient is the gradient of −E log p_Π(y|ŷ) + λ NLL (exact test: tests/test_code_composed_exact.py).
-    """
-    src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
-    if obj.estimator == "reference":
-        return _reference_loss_from_samples(model, batch, samples, obj)
-    B, K = src.size(0), samples_per_input(obj)
-    with autocast(dev, obj.amp):  # reward: the frozen denoiser scores the gold y given ŷ, one batched call
-        reward = model.score(samples, tgt_out.repeat_interleave(K, 0), obj.length_normalize).view(B, K)
-        logp = model.sample_logprob(src, samples, cap).view(B, K)
-    nll = nll_loss(model.base_predictor, batch, label_smoothing=obj.label_smoothing, amp=obj.amp)
-    loss, stats = composed_sequence_loss(logp, reward, nll, lam=obj.lam, baseline=obj.baseline, scale=obj.scale)
-    stats["sample_len"] = float((samples != PAD).sum(1).float().mean())
-    return loss, stats
-
-
-def _reference_loss_from_samples(model: ComposedSequence, batch: dict, samples: torch.Tensor,
-                                 obj: ComposedObjective) -> tuple[torch.Tensor, dict[str, float]]:
-    """The reference's loss (docs/method.md §3.4) given one sample per input (``samples`` [B, T]):
-
-        Σ_b clamp(log p_f(ŷ_b | x_b), -50) · NLL_Π(y_b | ŷ_b) / 10 / n_tokens  +  λ · NLL_f(y | x),
-
-    log p_f over every column of ``samples`` under f's full softmax in eval mode (pads and a
-    forced <eos> count), NLL_Π summed over the gold tokens, n_tokens the batch's gold tokens
-    (``batch["norm"]`` under DDP, as :func:`nll_loss`). Same sampler and Π as ours."""
-    src, tgt_out, dev = batch["src"], batch["tgt_out"], batch["src"].device
-    if samples.size(0) != src.size(0):
-        raise ValueError(f"the reference estimator takes one sample per input: {samples.size(0)} samples "
-                         f"for {src.size(0)} inputs")
-    f = model.base_predictor
-    was_training = f.training
-    f.eval()  # the reference's generator left f in eval mode for the whole composed term
-    try:
-        with autocast(dev, obj.amp):
-            reward = model.score(samples, tgt_out, length_normalize=False)
-            logp = reference_logprob(f(src, teacher_forcing_inputs(samples)), samples)
-    finally:
-        f.train(was_training)
-    n_tokens = float(batch["norm"]) if "norm" in batch else float((tgt_out != PAD).sum())
-    nll = nll_loss(f, batch, label_smoothing=obj.label_smoothing, amp=obj.amp)
-    loss, stats = reference_sequence_loss(logp, reward, nll, lam=obj.lam, n_tokens=n_tokens)
-    stats["sample_len"] = float((samples != PAD).sum(1).float().mean())
-    return loss, stats
-
-
 @torch.no_grad()
 def mean_nll(model: nn.Module, corpus: Corpus, batch_size: int, device, amp: bool = True) -> float:
     """Per-token NLL of ``corpus`` under ``model`` (eval mode): the model-selection metric."""
@@ -297,25 +188,6 @@ def mean_nll(model: nn.Module, corpus: Corpus, batch_size: int, device, amp: boo
         count += n
     model.train(was_training)
     return total / max(count, 1)
-
-
-@torch.no_grad()
-def composed_val_nll(model: ComposedSequence, corpus: Corpus, max_len: int, batch_size: int, device,
-                     amp: bool = True) -> float:
-    """Per-token −log p_Π(y | ŷ) with ŷ = greedy f(x) (core: greedy f, then Π's score): a
-    deterministic version of the reference's sampled ``loss_2``, used to select the composed
-    model (docs/code-pipeline.md §3)."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(corpus), batch_size):
-        b = make_batch(corpus, range(start, min(start + batch_size, len(corpus))), device)
-        with autocast(device, amp):
-            yhat = greedy_decode(model.base_predictor, b["src"], max_len)
-            total += float(model.score(as_source(yhat), b["tgt_out"]).sum())
-        count += int((b["tgt_out"] != PAD).sum())
-    model.train(was_training)
-    return -total / max(count, 1)
 
 
 def _decoder(beam: int) -> Callable[..., torch.Tensor]:

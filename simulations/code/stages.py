@@ -31,6 +31,7 @@ from composedft.sequence import ComposedSequence
 from composedft.smart import SmartConfig
 from composedft.train import TrainConfig
 
+from . import composed as C
 from . import seq2seq_train as T
 from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
@@ -222,17 +223,17 @@ def stage_method(ctx: Context, name: str):
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
     base_predictor = _initial_f(ctx, vocab, name, init, denoiser)
     model = ComposedSequence(base_predictor, denoiser)
-    obj = T.ComposedObjective(estimator=c.composed_estimator, k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
+    obj = C.ComposedObjective(estimator=c.composed_estimator, k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
                               scale=c.composed_scale, length_normalize=c.composed_length_normalize,
                               label_smoothing=c.label_smoothing, max_len=tokenizer_info(ctx)["max_decode_len"],
                               cap_factor=c.max_len_factor, seed=derive_seed(c.seed, name, "samples"),
                               amp=c.amp)
 
     def eval_fn(_model) -> dict:
-        return {"val_nll": T.composed_val_nll(model, val, obj.max_len, c.decode_batch_size, ctx.device, c.amp)}
+        return {"val_nll": C.composed_val_nll(model, val, obj.max_len, c.decode_batch_size, ctx.device, c.amp)}
 
     def loss_fn(mod, batch):
-        loss, stats = T.composed_loss(mod, batch, obj)
+        loss, stats = C.composed_loss(mod, batch, obj)
         if with_smart:
             loss = loss + scfg.lambda_s * T.smart_term(mod.base_predictor, batch, scfg, smart_seed, amp=c.amp)
         return loss, stats
