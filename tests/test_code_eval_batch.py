@@ -94,7 +94,8 @@ def test_declared_names(code, declared):
 
 
 def test_header_scope_names_sees_std_and_file_scope_but_not_members():
-    text = ("extern \"C\" { int abs(int __x); } namespace std { inline namespace __cxx11 { class string { int size; }; }"
+    text = ("extern \"C\" { int abs(int __x); } "
+            "namespace std { inline namespace __cxx11 { class string { int size; }; }"
             " template<class T> T max(T, T); namespace __detail { int hidden; } enum E { e1 }; }"
             " namespace __gnu_cxx { int other; } int valarray_sum() ; int std::foo::member;")
     names = bs.header_scope_names(text)
@@ -145,27 +146,30 @@ def test_asm_analysis_attributes_startup_code_and_static_data(tmp_path):
 
 
 CASES = (TestCase("1 2\n", "3\n"), TestCase("5 5\n", "10\n"), TestCase("-1 1\n", "0\n"))
+RD, SUM = "int a, b; cin >> a >> b; ", "cout << a + b << endl; "
 PROGS = {   # id -> (body after the header, batched?)
     "ok": ("int main(){ long long a, b; cin >> a >> b; cout << a + b << endl; return 0; }", True),
     "no_return": ("int main(){ long long a, b; cin >> a >> b; cout << a + b << endl; }", True),
-    "exit_in_function": ("void f(int s){ cout << s << endl; exit(0); } int main(){ int a, b; cin >> a >> b; f(a + b); return 5; }", True),
-    "wrong_answer": ("int main(){ int a, b; cin >> a >> b; if (a == 5) cout << 0 << endl; else cout << a + b << endl; }", True),
-    "exit_status": ("int main(){ int a, b; cin >> a >> b; if (a < 0) return 3; cout << a + b << endl; }", True),
-    "segfault": ("int *p; int main(){ int a, b; cin >> a >> b; if (a == -1) *p = 1; cout << a + b << endl; }", True),
-    "timeout": ("int main(){ int a, b; cin >> a >> b; if (a == 5) while (true) {} cout << a + b << endl; }", True),
-    "printf_and_cout": ("int main(){ int a, b; scanf(\"%d %d\", &a, &b); printf(\"%d\", a + b); cout << endl; }", True),
-    "small_static": ("int arr[100000]; int main(){ int a, b; cin >> a >> b; arr[5] = a + b; cout << arr[5] << endl; }", True),
-    "loop": ("int main(){ int a, b; cin >> a >> b; for (int i = 0; i < 1000; i++) a ^= 1; cout << a + b << '\\n'; }", True),
+    "exit_in_function": ("void f(int s){ cout << s << endl; exit(0); } "
+                         "int main(){ " + RD + "f(a + b); return 5; }", True),
+    "wrong_answer": ("int main(){ " + RD + "if (a == 5) cout << 0 << endl; else " + SUM + "}", True),
+    "exit_status": ("int main(){ " + RD + "if (a < 0) return 3; " + SUM + "}", True),
+    "segfault": ("int *p; int main(){ " + RD + "if (a == -1) *p = 1; " + SUM + "}", True),
+    "timeout": ("int main(){ " + RD + "if (a == 5) while (true) {} " + SUM + "}", True),
+    "printf_and_cout": ('int main(){ int a, b; scanf("%d %d", &a, &b); printf("%d", a + b); cout << endl; }', True),
+    "small_static": ("int arr[100000]; int main(){ " + RD + "arr[5] = a + b; cout << arr[5] << endl; }", True),
+    "loop": ("int main(){ " + RD + "for (int i = 0; i < 1000; i++) a ^= 1; cout << a + b << '\\n'; }", True),
     "compile_error": ("int main(){ cout << undefined_thing; }", False),
     "link_error": ("int g(int); int main(){ return g(1); }", False),
     "ambiguous_count": ("int count; int main(){ count = 1; cout << count << endl; }", False),
-    "user_pow": ("long long pow(long long a, long long b){ return 1; } int main(){ int a, b; cin >> a >> b; cout << pow(2, 0.5) << endl; }", False),
-    "define": ("#define SUM(a, b) ((a) + (b))\nint main(){ int a, b; cin >> a >> b; cout << SUM(a, b) << endl; }", False),
-    "crashing_initialiser": ("int *q; int z = *q; int main(){ int a, b; cin >> a >> b; cout << a + b << endl; }", False),
-    "printing_initialiser": ("struct P { P(){ cout << \"x\"; } } pp; int main(){ int a, b; cin >> a >> b; cout << a + b << endl; }", False),
-    "stdin_initialiser": ("int first_read = getchar(); int main(){ int a, b; cin >> a >> b; cout << a + b << endl; }", False),
-    "unsync_initialiser": ("bool u = ios::sync_with_stdio(false); int main(){ int a, b; cin >> a >> b; cout << a + b << endl; }", False),
-    "big_static": ("char big[20 << 20]; int main(){ int a, b; cin >> a >> b; cout << a + b << endl; }", False),
+    "user_pow": ("long long pow(long long a, long long b){ return 1; } "
+                 "int main(){ " + RD + "cout << pow(2, 0.5) << endl; }", False),
+    "define": ("#define SUM(a, b) ((a) + (b))\nint main(){ " + RD + "cout << SUM(a, b) << endl; }", False),
+    "crashing_initialiser": ("int *q; int z = *q; int main(){ " + RD + SUM + "}", False),
+    "printing_initialiser": ('struct P { P(){ cout << "x"; } } pp; int main(){ ' + RD + SUM + "}", False),
+    "stdin_initialiser": ("int first_read = getchar(); int main(){ " + RD + SUM + "}", False),
+    "unsync_initialiser": ("bool u = ios::sync_with_stdio(false); int main(){ " + RD + SUM + "}", False),
+    "big_static": ("char big[20 << 20]; int main(){ " + RD + SUM + "}", False),
 }
 
 
@@ -208,7 +212,8 @@ def test_gold_sample_parity(tmp_path):
     rng = np.random.default_rng(1)
     spoc = load_spoc(DATA / "spoc" / "testw.tsv")
     sans = load_sanstype(DATA / "sanstype" / "val")
-    exs = [spoc[i] for i in rng.choice(len(spoc), 6, replace=False)] + [sans[i] for i in rng.choice(len(sans), 4, replace=False)]
+    exs = [spoc[i] for i in rng.choice(len(spoc), 6, replace=False)] + \
+        [sans[i] for i in rng.choice(len(sans), 4, replace=False)]
     preds = {e.id: tgt_to_code(e.tgt) for e in exs}
     alone, _ = Evaluator(workers=2, cache_dir=tmp_path / "a", max_batch=0).evaluate(preds, exs)
     batched, summary = Evaluator(workers=2, cache_dir=tmp_path / "b").evaluate(preds, exs)
@@ -229,9 +234,11 @@ def test_noop_headers_are_the_guarded_ones_stdcxx_includes(tmp_path):
 MARK = "/tmp/cft_batch_marker"
 HOSTILE = {
     "infinite_loop": "int main(){ volatile long x = 0; while (true) x++; }",
-    "memory_bomb": "int main(){ vector<char*> v; while (true) { char *p = new char[1 << 24]; memset(p, 1, 1 << 24); v.push_back(p); } }",
+    "memory_bomb": "int main(){ vector<char*> v; while (true) { char *p = new char[1 << 24]; "
+                   "memset(p, 1, 1 << 24); v.push_back(p); } }",
     "output_flood": "int main(){ string s(1 << 16, 'x'); while (true) cout << s; }",
-    "write_outside": f'int main(){{ FILE *f = fopen("{MARK}", "w"); if (f) {{ fputs("x", f); fclose(f); }} cout << 1 << endl; }}',
+    "write_outside": f'int main(){{ FILE *f = fopen("{MARK}", "w"); if (f) {{ fputs("x", f); fclose(f); }} '
+                     'cout << 1 << endl; }',
     "honest": "int main(){ cout << 1 << endl; }",
 }
 

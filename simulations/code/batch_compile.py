@@ -101,7 +101,8 @@ def noop_headers(compiler: Compiler, wanted: set[str]) -> frozenset[str]:
         candidates = _stdcxx_includes(compiler) - {"cassert", "assert.h"}   # re-includable by design
         base = _trusted_preprocess(compiler, f"#include <{bs.STDCXX}>\n")
         for h in todo:
-            same = h in candidates and _trusted_preprocess(compiler, f"#include <{bs.STDCXX}>\n#include <{h}>\n") == base
+            same = h in candidates and \
+                _trusted_preprocess(compiler, f"#include <{bs.STDCXX}>\n#include <{h}>\n") == base
             atomic_write(d / h.replace("/", "%"), b"1" if same else b"0")
             if same:
                 out.add(h)
