@@ -4,12 +4,13 @@
 
 (a) naive: for each program in turn, ``g++`` with the same pinned flags but no precompiled header,
     then every test case with ``subprocess.run(timeout=2)`` (no sandbox), as the reference did;
-(b) the evaluator: precompiled header, process pool (one worker per core), sandboxed runs.
+(b) the evaluator: precompiled header, many programs per g++ call (docs/sandbox.md §8), process
+    pool (one worker per core), sandboxed runs.
 
 (b) starts from an empty cache directory, so its time includes building the precompiled header
 and compiling every program (no binary-cache hits). Both see all test cases (public + hidden) of
-the first ``--n`` programs of the TSV and must agree on every verdict. The last line printed is
-``speedup: <a/b>x``.
+the first ``--n`` programs of the TSV and must agree on every verdict (printed as ``agreement``,
+with how many programs ran from batch binaries). The last line printed is ``speedup: <a/b>x``.
 """
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"evaluator (cold cache incl. PCH build, {ev.workers} workers, sandboxed): {t_eval:.1f}s  "
           f"({len(examples) / t_eval:.2f} programs/s, {summary['ok']} ok)")
     disagree = [r["id"] for r in records if r["status"] != naive_status[r["id"]]]
+    print(f"batched: {summary['batched']}/{len(records)} programs ran from batch binaries; agreement with naive: "
+          f"{len(records) - len(disagree)}/{len(records)} verdicts")
     if disagree:
         print(f"verdicts differ on {len(disagree)} programs: {disagree[:10]}")
     print(f"speedup: {t_naive / t_eval:.2f}x")

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from . import sandbox
 
-__all__ = ["DEFAULT_FLAGS", "COMPILE_LIMITS", "Compiler", "default_cache_dir"]
+__all__ = ["DEFAULT_FLAGS", "COMPILE_LIMITS", "Compiler", "atomic_write", "default_cache_dir"]
 
 DEFAULT_FLAGS = ("-std=gnu++11", "-O0", "-w", "-pipe")
 COMPILE_TIMEOUT_S = 60.0
@@ -58,7 +58,7 @@ def _limit_trusted_compiler() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (int(COMPILE_TIMEOUT_S), int(COMPILE_TIMEOUT_S) + 5))
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "wb") as fh:
@@ -132,46 +132,53 @@ class Compiler:
         err = r.stderr.decode("utf-8", "replace")
         if r.status != "ok" or not re.search(r"^! .*stdc\+\+\.h\.gch", err, re.M):
             raise RuntimeError(f"g++ does not use the precompiled header: {r.detail} {err[:2000]}")
-        _atomic_write(final / "OK", (self.version + "\n" + " ".join(self.flags) + "\n").encode())
+        atomic_write(final / "OK", (self.version + "\n" + " ".join(self.flags) + "\n").encode())
 
     @staticmethod
     def _pch_arg(host_dir: Path) -> str:
         return "/pch" if sandbox.capabilities()["namespaces"] else str(host_dir)
 
-    def _run(self, source: str, extra: Sequence[str], collect: Sequence[str] = ()) -> tuple[sandbox.RunResult, str]:
-        """Run the compiler on ``source`` in the sandbox; (result, message with paths as g++ saw them)."""
+    def run(self, source: str, extra: Sequence[str], collect: Sequence[str] = (),
+            limits: sandbox.Limits | None = None) -> tuple[sandbox.RunResult, str]:
+        """Run the compiler on ``source`` (staged as ``../prog.cpp``) in the sandbox; (result,
+        message with paths as g++ saw them). ``limits``: :data:`COMPILE_LIMITS` (looked up per call)
+        unless a caller needs more of the captured messages back (the batch compiler)."""
         argv = [self.cxx, *self.flags]
         inc = self.pch_include_dir()
         if inc is not None:
             argv += ["-I", self._pch_arg(inc)]
-        r = sandbox.run(argv + list(extra) + ["../prog.cpp"], limits=COMPILE_LIMITS, collect=collect,
+        r = sandbox.run(argv + list(extra) + ["../prog.cpp"], limits=limits or COMPILE_LIMITS, collect=collect,
                         files={"prog.cpp": source.encode("utf-8", "surrogateescape")})
         msg = (r.stdout + r.stderr).decode("utf-8", "replace").replace("../prog.cpp", "prog.cpp")
         return r, msg
 
+    def binary_path(self, source: str) -> Path:
+        """Where :meth:`compile` caches the binary of ``source`` (``.err``: its message)."""
+        h = hashlib.sha256((self.key + "\0" + source).encode("utf-8", "surrogateescape")).hexdigest()
+        return self.cache_dir / "bin" / h[:2] / h
+
     @staticmethod
-    def _cacheable(r: sandbox.RunResult) -> bool:
+    def cacheable(r: sandbox.RunResult) -> bool:
         """A real compiler verdict (exit status 1..124), not a limit or the sandbox failing."""
         return not r.timed_out and not r.memory_limited and not r.output_limited \
             and r.returncode is not None and 0 < r.returncode < 125
 
     def compile(self, source: str) -> tuple[Path | None, str]:
         """(binary path, "") or (None, compiler message); compiler verdicts are cached by hash."""
-        h = hashlib.sha256((self.key + "\0" + source).encode("utf-8", "surrogateescape")).hexdigest()
-        binp = self.cache_dir / "bin" / h[:2] / h
+        binp = self.binary_path(source)
         errp = binp.with_suffix(".err")
         if binp.exists():
             return binp, ""
         if errp.exists():
             return None, errp.read_text(errors="replace")
-        r, msg = self._run(source, ["-o", "prog"], collect=("prog",))
+        r, msg = self.run(source, ["-o", "prog"], collect=("prog",))
         if r.status == "ok" and "prog" in r.files:
-            _atomic_write(binp, r.files["prog"], 0o755)
+            atomic_write(binp, r.files["prog"], 0o755)
             return binp, ""
-        if r.status != "ok" and not self._cacheable(r):
+        if r.status != "ok" and not self.cacheable(r):
             return None, f"compiler stopped: {r.detail}" + (f"\n{msg[-3000:]}" if msg else "")
         msg = msg[-4000:] or f"g++ exit status {r.returncode}"
-        _atomic_write(errp, msg.encode())
+        atomic_write(errp, msg.encode())
         return None, msg
 
     def syntax_ok(self, source: str) -> bool:
@@ -180,7 +187,7 @@ class Compiler:
         p = self.cache_dir / "syntax" / h[:2] / h
         if p.exists():
             return p.read_bytes() == b"1"
-        r, _ = self._run(source, ["-fsyntax-only"])
-        if r.status == "ok" or self._cacheable(r):
-            _atomic_write(p, b"1" if r.status == "ok" else b"0")
+        r, _ = self.run(source, ["-fsyntax-only"])
+        if r.status == "ok" or self.cacheable(r):
+            atomic_write(p, b"1" if r.status == "ok" else b"0")
         return r.status == "ok"

@@ -2,7 +2,9 @@
 
 Protocol (the paper's metric: a program is correct iff it passes all test cases, SPoC §4.2):
 pinned g++ flags recorded in the summary; ``bits/stdc++.h`` precompiled once per (compiler, flags)
-and cached; binaries and compiler verdicts cached by content hash (:mod:`.compiler`); one worker
+and cached; binaries and compiler verdicts cached by content hash (:mod:`.compiler`); up to
+``max_batch`` programs per g++ call where that provably changes no verdict (:mod:`.batch_compile`,
+docs/sandbox.md §8; ``max_batch=0`` compiles each alone; ``summary["batched"]`` counts); one worker
 process per core; compiling and every run in the sandbox of :mod:`.sandbox` (docs/sandbox.md: a
 jail per worker, 2 CPU-seconds per test case by default); byte-exact stdout comparison; a program
 stops at its first failing case (as SPoC's ``run_tests`` does).
@@ -23,11 +25,14 @@ import functools
 import json
 import math
 import os
+import platform
 import signal
 import time
 from pathlib import Path
 from typing import Sequence
 
+from . import batch_compile as bc
+from . import batch_source
 from . import sandbox
 from .compiler import DEFAULT_FLAGS, Compiler, default_cache_dir
 from .data import Example, TestCase
@@ -42,12 +47,15 @@ STATUSES = ("ok", "compile_error", "runtime_error", "wrong_answer", "timeout", "
 # ---------------------------------------------------------------------------------------------
 
 def _check_program(compiler: Compiler, pid: str, source: str, cases: Sequence[TestCase],
-                   limits: sandbox.Limits) -> dict:
-    binp, msg = compiler.compile(source)
-    if binp is None:
-        return {"id": pid, "status": "compile_error", "first_failing_case": None, "detail": msg[:1000]}
+                   limits: sandbox.Limits, built: bc.Built | None = None) -> dict:
+    """Compile (unless ``built``: a batch binary, .batch_compile) and run every case in turn."""
+    if built is None:
+        binp, msg = compiler.compile(source)
+        if binp is None:
+            return {"id": pid, "status": "compile_error", "first_failing_case": None, "detail": msg[:1000]}
+        built = bc.Built(binp)
     for i, case in enumerate(cases):
-        r = sandbox.run(["../prog"], case.input, limits, files={"prog": binp})
+        r = sandbox.run(built.argv(), case.input, limits, files={"prog": built.path})
         if r.status != "ok":
             detail = r.detail + ((": " + r.stderr.decode("utf-8", "replace")[:300]) if r.stderr else "")
             return {"id": pid, "status": r.status, "first_failing_case": i, "detail": detail}
@@ -76,13 +84,21 @@ def _init_worker(compiler: Compiler, limits: sandbox.Limits) -> None:
     sandbox.isolate_current_process()
 
 
-def _worker_task(task: tuple[int, str, str, tuple[TestCase, ...]]) -> tuple[int, dict]:
-    slot, pid, source, cases = task
+def _worker_task(task: tuple[int, str, str, tuple[TestCase, ...], bc.Built | None]) -> tuple[int, dict]:
+    slot, pid, source, cases, built = task
     try:
-        return slot, _check_program(_WORKER["compiler"], pid, source, cases, _WORKER["limits"])
+        return slot, _check_program(_WORKER["compiler"], pid, source, cases, _WORKER["limits"], built)
     except Exception as e:  # never lose the whole evaluation to one program
         return slot, {"id": pid, "status": "runtime_error", "first_failing_case": None,
                       "detail": f"evaluator error: {type(e).__name__}: {e}"}
+
+
+def _batch_task(items: list[tuple[str, str, str]]) -> dict[str, bc.Built]:
+    """Compile one batch in this worker's sandbox; the programs it does not return compile alone."""
+    try:
+        return bc.compile_batch(_WORKER["compiler"], items)
+    except Exception:  # a batch that fails in any other way: its programs compile alone
+        return {}
 
 
 def _positive(name: str, v, integer: bool = False) -> None:
@@ -97,10 +113,12 @@ class Evaluator:
     def __init__(self, workers: int | None = None, time_limit_s: float = 2.0,
                  cache_dir: str | os.PathLike | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
                  memory_bytes: int = 1 << 30, output_bytes: int = 8 << 20, use_pch: bool = True,
-                 cxx: str = "g++", progress: bool = False):
+                 cxx: str = "g++", progress: bool = False, max_batch: int = bc.MAX_BATCH):
         if workers is not None:
             _positive("workers", workers, integer=True)
         _positive("time_limit_s", time_limit_s)
+        if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 0:
+            raise ValueError(f"max_batch: must be a non-negative integer, got {max_batch!r}")
         self.workers = workers or os.cpu_count() or 1
         self.limits = sandbox.Limits(time_s=time_limit_s, memory_bytes=memory_bytes, output_bytes=output_bytes)
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -108,6 +126,33 @@ class Evaluator:
             raise ValueError(f"{cache}: cache directory is a file")
         self.compiler = Compiler(cache.absolute(), tuple(flags), cxx, use_pch)
         self.progress = progress
+        self.last_batched = 0   # programs of the last evaluation run from batch binaries
+        # Batches need the x86-64 dispatcher (batch_source._DISPATCH); 0 or 1 compiles each alone.
+        self.max_batch = max_batch if platform.machine() == "x86_64" else 0
+
+    def _batches(self, tasks: list[tuple[int, str, str, tuple[TestCase, ...]]]) -> dict[int, bc.Built]:
+        """Slot -> batch binary, for every program that runs from one (docs/sandbox.md §8):
+        cached, or compiled now in batches, one worker per batch."""
+        if self.max_batch < 2:
+            return {}
+        names = bc.header_names(self.compiler)
+        noop = bc.noop_headers(self.compiler, bc.wanted_headers([t[2] for t in tasks]))
+        out: dict[int, bc.Built] = {}
+        pending = []
+        for slot, _, src, _ in tasks:
+            binp = self.compiler.binary_path(src)
+            if binp.exists() or binp.with_suffix(".err").exists():
+                continue   # compiled alone before: that entry stays the verdict
+            hit = bc.cached(self.compiler, src)
+            if hit is not None:
+                out[slot] = hit
+            elif (body := batch_source.prepare(src, names, noop)) is not None:
+                pending.append((str(slot), src, body))
+        batches = [pending[s] for s in bc.plan_batches(len(pending), self.workers, self.max_batch)]
+        init = functools.partial(_init_worker, self.compiler, self.limits)
+        for res in imap_unordered(_batch_task, batches, self.workers, init) if batches else ():
+            out.update({int(k): v for k, v in res.items()})
+        return out
 
     def _map(self, tasks: list[tuple[int, str, str, tuple[TestCase, ...]]]) -> dict[int, dict]:
         """Run the tasks in worker processes (always: the workers hold the namespaces, this
@@ -116,8 +161,10 @@ class Evaluator:
         from .progress import Progress
         self.compiler.pch_include_dir()  # build once, before the workers start
         sandbox.prepare()  # the sandbox directory and run init, shared by the forked workers
-        # Longest jobs first keeps both cores busy at the end.
-        order = sorted(tasks, key=lambda t: -len(t[3]))
+        built = self._batches(tasks)
+        self.last_batched = len(built)
+        # Longest jobs first (a compile alone, then the most cases) keeps both cores busy at the end.
+        order = [(*t, built.get(t[0])) for t in sorted(tasks, key=lambda t: (t[0] in built, -len(t[3])))]
         out: dict[int, dict] = {}
         init = functools.partial(_init_worker, self.compiler, self.limits)
         with Progress(len(tasks), "programs", enabled=self.progress) as bar:
@@ -137,6 +184,7 @@ class Evaluator:
             raise ValueError(f"{len(empty)} example(s) have no test cases (e.g. {empty[:3]}): "
                              "missing .inp/.out or testcases folder?")
         t0 = time.perf_counter()
+        self.last_batched = 0
         tasks = []
         records: list[dict] = []
         for e in examples:
@@ -162,7 +210,8 @@ class Evaluator:
                 "counts": counts, "flags": list(self.compiler.flags), "compiler": self.compiler.version,
                 "pch": self.compiler.use_pch, "time_limit_s": self.limits.time_s,
                 "sandbox": sandbox.capabilities()["mode"], "workers": self.workers,
-                "wall_s": wall_s, "programs_per_s": n / wall_s if wall_s > 0 else 0.0}
+                "wall_s": wall_s, "programs_per_s": n / wall_s if wall_s > 0 else 0.0,
+                "batched": self.last_batched}
 
     def evaluate_file(self, predictions_jsonl: str | os.PathLike, examples: Sequence[Example]) -> tuple[list[dict], dict]:
         return self.evaluate(read_predictions(predictions_jsonl), examples)
