@@ -234,7 +234,8 @@ TOY = replace(
 # fine-tuning seeds (shared_pretraining; run seeds 1, 2 with --shared-from the seed-0 folder).
 # Every fine-tuning stage stops after 3 validations (750 steps) without a lower val NLL.
 # Composed starts from the standard f (the reference's choice) at a 3x lower learning rate.
-# Back-translation: g and bt as standard (g from Π), on 3,000 back-translated unlabeled programs.
+# Back-translation: g (from Π, 1,000 steps) and bt as standard, on 2,000 back-translated programs.
+# direct and bt get standard's 2,000-step cap.
 # Budgets are caps (early stopping may end a stage sooner). They are set by the 2-core time
 # budget, not by convergence: standard's val NLL still falls at 2,000 steps (64 epochs), and
 # composed gets 150 steps of 16 inputs x 4 samples (2.4 epochs), its step costing ~7 standard steps.
@@ -242,11 +243,11 @@ SANSTYPE_CPU = replace(
     TOY, n_val=200, n_test_id=500, n_test_ood=500, n_unlabeled=20000,
     d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, denoiser_dropout=0.1, batch_size=32,
     denoiser_steps=2000, denoiser_lr=2e-3, denoiser_warmup=200,
-    direct_steps=3000, direct_lr=1e-3, direct_warmup=200,
+    direct_steps=2000, direct_lr=1e-3, direct_warmup=200,
     standard_steps=2000, standard_lr=1e-3, standard_warmup=100,
     composed_steps=150, composed_lr=3e-4, composed_warmup=15, composed_k=4, composed_batch_size=16,
-    bt_n_unlabeled=3000, bt_reverse_steps=2000, bt_reverse_lr=1e-3, bt_reverse_warmup=100,
-    bt_steps=3000, bt_lr=1e-3, bt_warmup=100,
+    bt_n_unlabeled=2000, bt_reverse_steps=1000, bt_reverse_lr=1e-3, bt_reverse_warmup=100,
+    bt_steps=2000, bt_lr=1e-3, bt_warmup=100,
     eval_every=250, patience=3, threads=1, eval_workers=2, shared_pretraining=True,
     methods=("direct", "direct+posthoc", "standard", "standard+posthoc", "composed", "composed-base",
              "composed-denoiser-init", "bt", "bt+composed"))
