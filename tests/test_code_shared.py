@@ -57,6 +57,9 @@ def test_shared_from_copies_and_skips(tmp_path, capsys):
     for rel in ("models/denoiser.pt", "tokenizer.model", "tokenizer.json", "data/train.jsonl", "data/info.json"):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     stages = pipeline.RunDir(b, create=False).read_manifest()["stages"]
+    c = tmp_path / "seed2"  # a run that copies and trains nothing more still records the copy
+    pipeline.run(tiny_cfg(seed=2, shared_pretraining=True), c, PRE, shared_from=a)
+    assert pipeline.RunDir(c, create=False).read_manifest()["stages"]["denoiser"]["copied_from"] == str(a)
     assert stages["denoiser"]["copied_from"] == str(a) and stages["denoiser"]["wall_s"] == 0.0
     assert "standard" in stages and "copied_from" not in stages["standard"]
     # a second invocation finds Π in place and copies nothing

@@ -162,6 +162,9 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=None, shared_from: str |
         timings.update(copied)
         if copied:
             print(f"[data, vocab, denoiser] copied from {shared_from}", flush=True)
+            # recorded at once: a run stopped before its first stage ends must still say where Π came from
+            rd.write_manifest(seed=cfg.seed, device=device_description(device),
+                              extra={"stages": timings, "preset_fields": cfg_to_dict(cfg)})
     barrier(dist)
     rows: list[dict] = []
     for name in stages:
