@@ -60,7 +60,7 @@ class Progress:
         self.mode = "off" if enabled is False else "bar" if enabled or _is_terminal(self.stream) else "lines"
         self._bar = None
         self._t0 = self._last = clock()
-        self._lines, self._closed = 0, False
+        self._lines, self._closed, self._written_n = 0, False, None
         if self.mode == "bar":
             from tqdm.auto import tqdm  # imported here: keeps `import composedft` light
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=self.stream,
@@ -96,18 +96,19 @@ class Progress:
                 f"elapsed {format_duration(elapsed)} ETA {format_duration(eta)}{post}")
 
     def _write_line(self) -> None:
-        self._last = self.clock()
+        self._last, self._written_n = self.clock(), self.n
         self._lines += 1
         print(self.line(), file=self.stream, flush=True)
 
     def close(self) -> None:
-        """Remove the bar; in line mode write a final line if any was written before. Idempotent."""
+        """Remove the bar; in line mode write a final line if any was written before and the count
+        moved since the last one (no duplicate when the last update wrote a line). Idempotent."""
         if self._closed:
             return
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        elif self.mode == "lines" and self._lines:
+        elif self.mode == "lines" and self._lines and self.n != self._written_n:
             self._write_line()
 
     def __enter__(self) -> "Progress":

@@ -60,6 +60,15 @@ def test_plain_lines_every_period_with_rate_and_eta():
     assert len(lines) == 3 and lines[-1].startswith("denoiser: 100/100 step (100%) 1.33 step/s elapsed 1:15 ETA 0:00")
 
 
+def test_no_closing_line_repeats_the_last_periodic_one():
+    clock, out = FakeClock(), io.StringIO()
+    p = P.Progress(10, "predict", unit="prog", every_s=30, stream=out, clock=clock)
+    clock.t += 30
+    p.update(10)  # the last update writes a periodic line
+    p.close()
+    assert out.getvalue().count("\n") == 1 and out.getvalue().startswith("predict: 10/10 prog (100%)")
+
+
 def test_resumed_count_is_left_out_of_the_rate():
     clock, out = FakeClock(), io.StringIO()
     with P.Progress(100, "s", unit="step", initial=40, every_s=10, stream=out, clock=clock) as p:
@@ -120,7 +129,7 @@ def test_training_numbers_are_identical_with_and_without_progress(tmp_path, monk
     assert runs[False][2] == ""
     assert "stage-True" in runs[True][2]
     lines = runs[None][2].splitlines()
-    assert len(lines) == 12 + 1  # one per step, and the closing one
+    assert len(lines) == 12  # one per step; no closing duplicate of the last step's line
     assert lines[0].startswith("stage-None: 1/12 step (8%)") and "loss=" in lines[0]
     assert "val_mse=" not in lines[1] and "val_mse=" in lines[3]  # eval_every=3: shown from step 3
 
