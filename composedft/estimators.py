@@ -107,12 +107,18 @@ def composed_sequence_loss(logp: torch.Tensor, reward: torch.Tensor, nll: torch.
     r = reward.detach().float()
     stats = {"reward": float(r.mean()),
              "reward_std": float(r.std(dim=1).mean()) if r.size(1) > 1 else 0.0}
+    return _plus_nll(loss, stats, nll, lam, "composed_sequence_loss")
+
+
+def _plus_nll(loss: torch.Tensor, stats: dict[str, float], nll: torch.Tensor | None, lam: float,
+              who: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """Add λ · nll (paper eq. 1's standard term) to a score-function loss and report the NLL."""
     if nll is not None:
         stats["nll"] = float(nll.detach())
         if lam != 0.0:
             loss = loss + lam * nll
     elif lam != 0.0:
-        raise ValueError("composed_sequence_loss: lam != 0 needs nll=")
+        raise ValueError(f"{who}: lam != 0 needs nll=")
     return loss, stats
 
 
@@ -175,10 +181,4 @@ def reference_sequence_loss(logp: torch.Tensor, reward: torch.Tensor, nll: torch
     loss = reference_surrogate(logp, reward, n_tokens=n_tokens)
     stats = {"reward": float(reward.detach().float().mean()), "reward_std": 0.0,
              "clamped": float((logp.detach() <= REFERENCE_CLAMP).float().mean())}
-    if nll is not None:
-        stats["nll"] = float(nll.detach())
-        if lam != 0.0:
-            loss = loss + lam * nll
-    elif lam != 0.0:
-        raise ValueError("reference_sequence_loss: lam != 0 needs nll=")
-    return loss, stats
+    return _plus_nll(loss, stats, nll, lam, "reference_sequence_loss")

@@ -28,9 +28,9 @@ A, UNK, BOS, V, CAP, K = 4, 3, 1, 5, 2, 2
 SUPPORT = [(EOS,), (A, EOS), (A, A, EOS)]
 
 
-def _tiny(seed: int) -> Seq2SeqTransformer:
+def _tiny(seed: int, vocab: int = V) -> Seq2SeqTransformer:
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=V, d_model=8, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=16,
+    cfg = ModelConfig(vocab_size=vocab, d_model=8, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=16,
                       dropout=0.0, attn_dropout=0.0, relu_dropout=0.0)
     return Seq2SeqTransformer(cfg).double()
 

@@ -21,16 +21,15 @@ from simulations.code import seq2seq_train as T
 from simulations.code.__main__ import main as code_main
 from simulations.code.config import PRESETS, CodeConfig
 from simulations.code.decode import BOS, EOS, PAD
-from simulations.code.model import ModelConfig, Seq2SeqTransformer
+from simulations.code.model import Seq2SeqTransformer
+
+from test_code_composed_exact import _tiny as tiny_model
 
 UNK, A, B_, V, CAP = 3, 4, 5, 6, 3
 
 
 def _tiny(seed: int) -> Seq2SeqTransformer:
-    torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=V, d_model=8, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=16,
-                      dropout=0.0, attn_dropout=0.0, relu_dropout=0.0)
-    return Seq2SeqTransformer(cfg).double()
+    return tiny_model(seed, V)
 
 
 def _setup():
