@@ -194,3 +194,28 @@ def test_bench_train_prints_its_ratios(capsys):
     assert lines[-1].startswith("ours / plain loop (random batches, 1 thread): ")
     assert [c.timed_steps for c in r["contenders"]] == [1, 1, 1]
     assert r["contenders"][0].step == r["contenders"][1].step == 2  # warm-up + timed, same batches count
+
+
+@pytest.mark.parametrize("window", [0, 2, 100])
+def test_fine_tuning_window_selects_the_sampler(window):
+    """``bucket_window`` (CodeConfig): 0 draws the uniformly random batches of the unbucketed
+    sampler; w > 0 the length-sorted windows of w batches, computed independently here."""
+    rng = np.random.default_rng(1)
+    corpus = T.Corpus(src=tuple(tuple(rng.integers(4, 20, rng.integers(1, 9))) + (2,) for _ in range(40)),
+                      tgt=tuple(tuple(rng.integers(4, 20, rng.integers(1, 30))) for _ in range(40)))
+    ctx = SimpleNamespace(dist=SimpleNamespace(world=1, rank=0), device=torch.device("cpu"))
+    ref = (T.BatchSampler(40, 4, 5) if window == 0 else
+           T.BatchSampler(40, 4, 5, T.corpus_lengths(corpus), window=window))
+    fn = stages.batch_fn_for(ctx, corpus, 4, 5, window=window)
+    for step in range(25):  # 2.5 epochs
+        assert torch.equal(fn(step)["src"], T.make_batch(corpus, ref(step))["src"])
+    if window == 2:  # small windows re-group: epoch 0 and epoch 1 do not hold the same batches
+        groups = [{frozenset(ref(s)) for s in range(e * 10, e * 10 + 10)} for e in (0, 1)]
+        assert groups[0] != groups[1]
+
+
+def test_bucket_window_is_a_fine_tuning_field():
+    from simulations.code.config import PRESETS, finetuning_only
+
+    assert finetuning_only("bucket_window")  # Π always uses 100: a seed may change it and share Π
+    assert PRESETS["toy"].bucket_window == 100  # the toy's batches are unchanged

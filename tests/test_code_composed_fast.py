@@ -166,12 +166,16 @@ def test_samples_are_a_function_of_seed_and_step():
 
 
 @pytest.mark.slow
-def test_bench_composed_prints_its_ratio(capsys):
+@pytest.mark.parametrize("estimator,k", [("ours", 4), ("reference", 1)])
+def test_bench_composed_prints_its_ratio(capsys, estimator, k):
     """The benchmark's entry point on its smallest preset (toy, untrained models, one timed step)."""
     import re
 
     from simulations.code import bench_composed
-    assert bench_composed.main(["--repeats", "1", "--clock", "cpu"]) == 0
+    assert bench_composed.main(["--repeats", "1", "--clock", "cpu", "--estimator", estimator]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"composed/standard step time: \d+\.\d\dx", lines[-1])
-    assert "distinct samples" in lines[1] and "cpu clock" in lines[0]
+    assert "distinct samples" in lines[1] and "cpu clock" in lines[0] and f"K={k}," in lines[0]
+    # untrained samples are (almost surely) distinct: f sees B*K samples + B gold targets
+    m = re.search(r"composed (\d+), standard (\d+) \((\d+\.\d\d)x", lines[2])
+    assert int(m.group(2)) == 16 and int(m.group(1)) == 16 * k + 16 and m.group(3) == f"{k + 1:.2f}"

@@ -119,3 +119,18 @@ def test_shared_from_accepts_other_finetuning_fields(tmp_path):
     b = tmp_path / "dst"
     pipeline.run(tiny_cfg(seed=2, shared_pretraining=True, standard_steps=5, patience=1), b, PRE, shared_from=a)
     assert (a / "models/denoiser.pt").read_bytes() == (b / "models/denoiser.pt").read_bytes()
+
+
+def test_side_by_side_invocations_keep_each_others_stage_records(tmp_path):
+    """Two invocations training different stages of one folder: each merges its records into the
+    manifest as it is on disk (under a lock), so neither overwrites the other's."""
+    rd, cfg = pipeline.RunDir(tmp_path / "run"), tiny_cfg()
+    a, b = {"denoiser": {"wall_s": 3.0}}, {}  # a copied Π, then b starts with nothing of its own
+    pipeline._record_stages(rd, cfg, torch.device("cpu"), a)
+    b["direct"] = {"wall_s": 5.0}
+    pipeline._record_stages(rd, cfg, torch.device("cpu"), b)
+    a["standard"] = {"wall_s": 7.0}  # a's later record, written after b's
+    pipeline._record_stages(rd, cfg, torch.device("cpu"), a, this_invocation_wall_s=1.0)
+    m = rd.read_manifest()
+    assert m["stages"] == {"denoiser": {"wall_s": 3.0}, "direct": {"wall_s": 5.0}, "standard": {"wall_s": 7.0}}
+    assert m["total_stage_wall_s"] == 15.0 and m["this_invocation_wall_s"] == 1.0

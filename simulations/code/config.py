@@ -74,6 +74,10 @@ class CodeConfig:
     composed_warmup: int = 90
     label_smoothing: float = 0.0      # on the NLL terms (SPoC 0.1-0.2)
     eval_every: int = 200             # validation (token NLL on val) every N steps; best is kept
+    bucket_window: int = 100          # fine-tuning batches: length-sorted windows of this many batches
+                                      # (docs/training-speed.md §1); 0 = uniformly random batches. A
+                                      # window covering the epoch makes nearly the same batches every
+                                      # epoch; Π's corpus (many windows) always uses 100
     patience: int = 0                 # early stopping of the fine-tuning stages (not Π): stop after this
                                       # many validations without a lower val NLL (0 = every step)
     # ---- composed objective (docs/method.md §2; our fixes of the reference estimator, docs/method.md §3.3) ----------------
@@ -182,7 +186,7 @@ def finetuning_only(name: str) -> bool:
     """True for a field that the pre-training stages (data, vocab, Π) never read: a seed of a
     ``shared_pretraining`` run may change it and still share Π (simulations/code/shared.py)."""
     return (name.startswith(("direct_", "standard_", "composed_", "smart_", "bt_"))
-            or name in {"dropout", "patience", "methods", "seed", "beam", "time_limit_s"})
+            or name in {"dropout", "patience", "bucket_window", "methods", "seed", "beam", "time_limit_s"})
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:

@@ -21,6 +21,7 @@ skipped; an interrupted training stage resumes from its last checkpoint in ``sta
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
 import time
@@ -94,7 +95,7 @@ def main(args=None) -> int:
         return 2
     if ns.help or not ns.out:
         print(__doc__)
-        print("usage: python -m simulations.code run --preset {toy,sanstype-paper,spoc-paper} --out DIR "
+        print("usage: python -m simulations.code run --preset {" + ",".join(PRESETS) + "} --out DIR "
               "[--stages a,b] [--field=value ...]\nfields (values of this preset):\n" + describe_fields(cfg))
         return 0 if ns.help else 2
     all_stages = stages_for(cfg)
@@ -137,6 +138,19 @@ def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
     rd.write_config(cfg)
 
 
+def _record_stages(rd: RunDir, cfg: CodeConfig, device, timings: dict, **extra) -> None:
+    """Merge this invocation's stage records into ``manifest.json`` under a lock: two invocations
+    may train different stages of one run folder side by side (e.g. ``--stages standard`` and
+    ``--stages direct``), and each must keep the other's records."""
+    with open(rd.path / ".manifest.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stages = {**rd.read_manifest().get("stages", {}), **timings}
+        rd.write_manifest(seed=cfg.seed, device=device_description(device),
+                          extra={"stages": stages, "preset_fields": cfg_to_dict(cfg),
+                                 "total_stage_wall_s": round(sum(v.get("wall_s", 0) for v in stages.values()), 3),
+                                 **extra})
+
+
 def run(cfg: CodeConfig, out: str | os.PathLike, stages=None, shared_from: str | os.PathLike = "") -> list[dict]:
     """Run ``stages`` into ``out``; returns the rows of ``results.csv`` (empty if not evaluated).
     ``shared_from``: a run folder whose pre-training outputs are copied first (:mod:`.shared`)."""
@@ -156,15 +170,14 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=None, shared_from: str |
     if dist.rank == 0:
         _check_config(rd, cfg)
     ctx = Context(cfg=cfg, rd=rd, device=device, dist=dist)
-    timings = rd.read_manifest().get("stages", {})
+    timings: dict = {}  # the stages this invocation ran (or copied); merged into the manifest's
     if shared_from and dist.rank == 0:
         copied = copy_pretraining(shared_from, rd, cfg)
         timings.update(copied)
         if copied:
             print(f"[data, vocab, denoiser] copied from {shared_from}", flush=True)
             # recorded at once: a run stopped before its first stage ends must still say where Π came from
-            rd.write_manifest(seed=cfg.seed, device=device_description(device),
-                              extra={"stages": timings, "preset_fields": cfg_to_dict(cfg)})
+            _record_stages(rd, cfg, device, timings)
     barrier(dist)
     rows: list[dict] = []
     for name in stages:
@@ -185,14 +198,9 @@ def run(cfg: CodeConfig, out: str | os.PathLike, stages=None, shared_from: str |
         if name == "evaluate":
             rows = info.pop("rows")
         if dist.rank == 0:
-            rd.write_manifest(seed=cfg.seed, device=device_description(device),
-                              extra={"stages": timings, "preset_fields": cfg_to_dict(cfg)})
+            _record_stages(rd, cfg, device, timings)
     if dist.rank == 0:
-        m = rd.read_manifest()
-        m_total = {**m.get("stages", {})}
-        rd.write_manifest(seed=cfg.seed, device=device_description(device),
-                          extra={"stages": m_total, "total_stage_wall_s": round(sum(v.get("wall_s", 0) for v in m_total.values()), 3),
-                                 "this_invocation_wall_s": round(time.time() - t_start, 3)})
+        _record_stages(rd, cfg, device, timings, this_invocation_wall_s=round(time.time() - t_start, 3))
     if not rows and rd.results_path.exists() and "evaluate" in stages:
         rows = rd.read_results()
     cleanup_distributed(dist)

@@ -88,16 +88,19 @@ def corpora(ctx: Context, vocab, denoiser: bool, data: str = "labeled") -> tuple
     return T.encode_corpus(vocab, srcs, tgts), T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va])
 
 
-def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None):
+def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None,
+                 window: int = 100):
     """Global batch of ``batch_size`` (pure function of the step); this rank's slice of it.
 
     Batches are length-bucketed (:class:`T.BatchSampler`, docs/training-speed.md §1): similar
-    lengths together, so less padding is computed. The core loop's per-step generator is not
+    lengths together in sorted windows of ``window`` batches, so less padding is computed
+    (``window=0``: uniformly random batches). The core loop's per-step generator is not
     needed: the epoch arrangements are already a function of (seed, step). ``counter[0]``
     accumulates the global target tokens drawn.
     """
     world, rank = ctx.dist.world, ctx.dist.rank
-    sampler = T.BatchSampler(len(corpus), batch_size, seed, lengths=T.corpus_lengths(corpus))
+    sampler = (T.BatchSampler(len(corpus), batch_size, seed) if window == 0 else
+               T.BatchSampler(len(corpus), batch_size, seed, lengths=T.corpus_lengths(corpus), window=window))
 
     def batch_fn(step: int, generator: torch.Generator | None = None) -> dict:
         idx = sampler(step)
@@ -136,7 +139,9 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
     tokens = [0]
     run_dir = ctx.rd.stage_dir(name)
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
-    res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(stage_seed(cfg, name), name, "batches"), tokens),
+    window = 100 if name == "denoiser" else cfg.bucket_window  # Π's corpus spans many windows
+    res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(stage_seed(cfg, name), name, "batches"),
+                                             tokens, window),
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
                 run_dir=run_dir if rank == 0 else run_dir / f"rank{rank}")
     for h in res.history:
