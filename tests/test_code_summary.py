@@ -97,3 +97,15 @@ def test_bad_verdict_values_name_file_and_line(tmp_path):
     (d / "verdicts.csv").write_text("split,id,standard\nid,p0,1\nid,p1,yes\n")
     with pytest.raises(DataFileError, match=r"verdicts.csv:3: column 'standard' must be 0 or 1"):
         S.load_seed(d)
+
+
+def test_one_seed_accuracy_gets_the_wilson_interval_over_programs(tmp_path):
+    """A method with one seed: 13 of 20 programs pass; the closed-form Wilson interval
+    (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n), marked as over programs."""
+    v = [1] * 13 + [0] * 7
+    text = S.summarize([_seed_folder(tmp_path, 0, {"id": {"standard": v}})], n_boot=50)
+    z, n, p = 1.959963984540054, 20, 13 / 20
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert f"| standard | 1 | 0.650 [{c - h:.3f}, {c + h:.3f}]* |" in text
+    assert "one seed: 95% Wilson interval over programs" in text

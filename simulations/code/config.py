@@ -232,27 +232,27 @@ TOY = replace(
     eval_every=100, decode_batch_size=100, eval_workers=2, threads=1)
 
 # SANSTYPE on 2 CPU cores, the evidence preset (issue: standard >= 75% ID on 500 generated ID
-# programs). Chosen on the validation split only: a 2+2-layer width-128 Transformer (4 heads,
-# FFN 512; the paper's 3+3 x 256 is ~4x the step time here), batches of 32 as the toy. Π: 2,000
-# steps on 20,000 unlabeled programs (val NLL still falling at 1,000 in the toy), shared by the
-# fine-tuning seeds (shared_pretraining; run seeds 1, 2 with --shared-from the seed-0 folder).
-# Every fine-tuning stage stops after 3 validations (750 steps) without a lower val NLL.
-# Composed starts from the standard f (the reference's choice) at a 3x lower learning rate.
+# programs). Chosen on the validation split only (paper_repro.md §3): a 2+2-layer width-128
+# Transformer (4 heads, FFN 512; the paper's 3+3 x 256 is ~4x the step time here), batches of 32.
+# Π: 4,000 steps on 20,000 unlabeled programs (val NLL 0.032 at 2,000 steps, 0.016 at 3,250),
+# shared by the fine-tuning seeds (shared_pretraining; run seeds 1, 2 with --shared-from the
+# seed-0 folder). Fine-tuning batches come from length-sorted windows of 4 batches, not of the
+# whole epoch (bucket_window; docs/training-speed.md §1: lower val NLL at equal steps).
+# Every fine-tuning stage stops after 4 validations (1,000 steps) without a lower val NLL; the
+# 4,000-step caps of direct, standard and bt are not reached in practice.
+# Composed starts from the standard f (the reference's choice) at a 3x lower learning rate and
+# gets 150 steps of 16 inputs x 4 samples (2.4 epochs), its step costing ~7 standard steps.
 # Back-translation: g (from Π, 1,000 steps) and bt as standard, on 2,000 back-translated programs.
-# direct and bt get standard's 2,000-step cap.
-# Budgets are caps (early stopping may end a stage sooner). They are set by the 2-core time
-# budget, not by convergence: standard's val NLL still falls at 2,000 steps (64 epochs), and
-# composed gets 150 steps of 16 inputs x 4 samples (2.4 epochs), its step costing ~7 standard steps.
 SANSTYPE_CPU = replace(
     TOY, n_val=200, n_test_id=500, n_test_ood=500, n_unlabeled=20000,
     d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, denoiser_dropout=0.1, batch_size=32,
-    denoiser_steps=2000, denoiser_lr=2e-3, denoiser_warmup=200,
-    direct_steps=2000, direct_lr=1e-3, direct_warmup=200,
-    standard_steps=2000, standard_lr=1e-3, standard_warmup=100,
+    denoiser_steps=4000, denoiser_lr=2e-3, denoiser_warmup=200,
+    direct_steps=4000, direct_lr=1e-3, direct_warmup=200,
+    standard_steps=4000, standard_lr=1e-3, standard_warmup=100,
     composed_steps=150, composed_lr=3e-4, composed_warmup=15, composed_k=4, composed_batch_size=16,
     bt_n_unlabeled=2000, bt_reverse_steps=1000, bt_reverse_lr=1e-3, bt_reverse_warmup=100,
-    bt_steps=2000, bt_lr=1e-3, bt_warmup=100,
-    eval_every=250, patience=3, threads=1, eval_workers=2, shared_pretraining=True,
+    bt_steps=4000, bt_lr=1e-3, bt_warmup=100, bucket_window=4,
+    eval_every=250, patience=4, threads=0, eval_workers=2, shared_pretraining=True,
     methods=("direct", "direct+posthoc", "standard", "standard+posthoc", "composed", "composed-base",
              "composed-denoiser-init", "bt", "bt+composed"))
 

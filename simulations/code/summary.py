@@ -4,7 +4,9 @@ Each DIR is one seed's run folder (or a committed copy of its small files): ``co
 per-program verdicts, read from ``verdicts.csv`` (one row per (split, id), a 0/1 column per
 method) or, in a full run folder, from ``predictions/<method>_<split>.jsonl``. Prints Markdown:
 
-1. per method and split: mean execution accuracy over seeds with a 95% t-interval;
+1. per method and split: mean execution accuracy over seeds with a 95% t-interval; a method with
+   one seed gets the 95% Wilson interval over its programs instead (a t-interval over one seed
+   does not exist), marked ``*``;
 2. per split, for each comparison (composed vs standard, standard+posthoc vs standard, ...): the
    paired difference in accuracy with a 95% bootstrap interval that resamples seeds and, within
    each seed, programs (the same programs for both methods: paired), and the relative gain
@@ -23,7 +25,7 @@ import numpy as np
 
 from composedft.io import DataFileError, read_csv, read_jsonl
 from composedft.runs import RunDir
-from composedft.stats import mean_ci
+from composedft.stats import mean_ci, wilson_ci
 
 __all__ = ["COMPARISONS", "load_seed", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
@@ -128,10 +130,17 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
         cells = []
         for s in splits:
             accs = seed_accuracies(seeds, s, m)
+            if len(accs) == 1:  # one seed: the interval is over programs (0/1 verdicts)
+                one = next(v[s][m] for v in seeds if v.get(s, {}).get(m))
+                mu, lo, hi = wilson_ci(int(sum(one.values())), len(one))
+                cells.append(f"{mu:.3f} [{lo:.3f}, {hi:.3f}]*")
+                continue
             mu, lo, hi = mean_ci(accs)
             cells.append(f"{mu:.3f} [{lo:.3f}, {hi:.3f}]" if accs else "-")
         n_m = sum(1 for v in seeds if any(m in v.get(s, {}) for s in splits))
         lines.append(f"| {m} | {n_m} | " + " | ".join(cells) + " |")
+    if any("]*" in line for line in lines):
+        lines += ["", "\\* one seed: 95% Wilson interval over programs, not over seeds"]
     lines += ["", "| comparison | split | seeds | paired diff [95% bootstrap CI] | relative gain | verdict |",
               "|---|---|---|---|---|---|"]
     for a, b in COMPARISONS:
