@@ -70,6 +70,9 @@ def make_batch(corpus: Corpus, idx: Sequence[int], device="cpu") -> dict[str, to
             "tgt_out": tgt_out}
 
 
+DEFAULT_WINDOW = 100  # batches per length-sorted window (torchtext BucketIterator's pool size)
+
+
 class BatchSampler:
     """Step -> example indices, without replacement within an epoch, a pure function of the step.
 
@@ -88,7 +91,7 @@ class BatchSampler:
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, lengths: Sequence[int] | None = None,
-                 window: int = 100):
+                 window: int = DEFAULT_WINDOW):
         if n < 1:
             raise ValueError("cannot sample batches from an empty corpus")
         if batch_size < 1 or window < 1:

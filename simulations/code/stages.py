@@ -89,7 +89,7 @@ def corpora(ctx: Context, vocab, denoiser: bool, data: str = "labeled") -> tuple
 
 
 def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None,
-                 window: int = 100):
+                 window: int = T.DEFAULT_WINDOW):
     """Global batch of ``batch_size`` (pure function of the step); this rank's slice of it.
 
     Batches are length-bucketed (:class:`T.BatchSampler`, docs/training-speed.md §1): similar
@@ -139,7 +139,7 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
     tokens = [0]
     run_dir = ctx.rd.stage_dir(name)
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
-    window = 100 if name == "denoiser" else cfg.bucket_window  # Π's corpus spans many windows
+    window = T.DEFAULT_WINDOW if name == "denoiser" else cfg.bucket_window  # Π's corpus spans many windows
     res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(stage_seed(cfg, name), name, "batches"),
                                              tokens, window),
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
