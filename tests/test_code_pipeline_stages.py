@@ -300,3 +300,37 @@ def test_predict_stage_progress_counts_every_program_of_every_f_once(tmp_path, m
     from composedft.io import read_jsonl
     for bar, name in zip(quality, ("identity", "repair")):
         assert bar.total == bar.n == len(read_jsonl(tmp_path / "decoded" / f"denoiser_{name}.jsonl")) and bar.closed
+
+
+def test_val_acc_decodes_validation_and_counts_verdicts(tmp_path, monkeypatch, capsys):
+    """val-acc: every val program decoded once with the named f; accuracy = the evaluator's ok
+    fraction (here: exact match with the gold program), with the Wilson interval of that count."""
+    from composedft.io import read_json, read_jsonl
+    from composedft.stats import wilson_ci
+    from simulations.code import evaluator, val_acc
+    from simulations.code.data import tgt_to_code
+
+    write_tiny_data(tmp_path)
+    pipeline.run(tiny_cfg(), tmp_path, ("vocab", "denoiser", "standard"))
+    gold = {e.id: tgt_to_code(e.tgt) for e in context.read_examples(tmp_path / "data" / "val.jsonl")}
+
+    class Exact(_FakeEvaluator):
+        def __init__(self, **kw):
+            super().__init__()
+
+        def evaluate(self, predictions, examples):
+            recs = [{"id": e.id, "status": "ok" if predictions[e.id] == gold[e.id] else "wrong_answer"}
+                    for e in examples]
+            return recs, {**self.summarize(recs, 0.0), "compile_rate": 1.0, "counts": {}}
+
+    monkeypatch.setattr(evaluator, "Evaluator", Exact)
+    monkeypatch.setitem(gold, next(iter(gold)), None)  # one program no output can match
+    assert val_acc.main(["--out", str(tmp_path), "--method", "standard"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = read_jsonl(tmp_path / "eval" / "val_standard.jsonl")
+    assert [r["id"] for r in saved] == list(gold) and rec["n"] == len(gold) == 4
+    ok = sum(r["code"] == gold[r["id"]] for r in saved)
+    assert rec["exec_acc"] == round(ok / 4, 4) and rec["ci95"] == [round(v, 4) for v in wilson_ci(ok, 4)[1:]]
+    assert read_json(tmp_path / "eval" / "val_standard.json") == rec
+    assert val_acc.main(["--out", str(tmp_path / "nope"), "--method", "standard"]) == 2
+    assert "config.json: missing" in capsys.readouterr().err

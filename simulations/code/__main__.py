@@ -6,6 +6,7 @@ Commands:
   evaluate --data PATH --predictions FILE [--json OUT]             score a JSONL of {id, code}
   summary DIR [DIR ...]                                             accuracy over seeds, paired comparisons
   grad-variance [--run DIR] [--preset toy] [--repeats R]            gradient variance: ours vs reference estimator
+  val-acc --out DIR --method NAME [--posthoc] [--beam B]            execution accuracy on the validation split
   run --preset NAME --out DIR [--field=value ...]                   the training pipeline (see run --help)
 
 ``PATH`` is a SPoC ``.tsv`` (test cases from ``testcases/`` beside it or ``--testcases``) or a
@@ -156,6 +157,11 @@ def _grad_variance(a) -> int:
     return grad_variance_main(a.argv)
 
 
+def _val_acc(a) -> int:
+    from .val_acc import main as val_acc_main  # torch only when asked
+    return val_acc_main(a.argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m simulations.code", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "on one batch (python -m simulations.code grad-variance [--run DIR] [--repeats R])")
     p.add_argument("argv", nargs="*")
     p.set_defaults(func=_grad_variance)
+
+    # its arguments go verbatim to simulations.code.val_acc.main, which owns them (and --help)
+    p = sub.add_parser("val-acc", prefix_chars="+", add_help=False,
+                       help="execution accuracy of a trained f on the validation split "
+                            "(python -m simulations.code val-acc --out DIR --method NAME)")
+    p.add_argument("argv", nargs="*")
+    p.set_defaults(func=_val_acc)
 
     from . import pipeline  # the `run` command: python -m simulations.code run --preset ... --out DIR
     pipeline.add_parser(sub)

@@ -78,6 +78,9 @@ class CodeConfig:
                                       # (docs/training-speed.md §1); 0 = uniformly random batches. A
                                       # window covering the epoch makes nearly the same batches every
                                       # epoch; Π's corpus (many windows) always uses 100
+    augment_renames: int = 0          # SANSTYPE fine-tuning: renamed copies of each labeled pair (variables
+                                      # and string literals permuted in pseudocode and code alike;
+                                      # simulations/code/augment.py); 0 = the labeled pairs only
     patience: int = 0                 # early stopping of the fine-tuning stages (not Π): stop after this
                                       # many validations without a lower val NLL (0 = every step)
     # ---- composed objective (docs/method.md §2; our fixes of the reference estimator, docs/method.md §3.3) ----------------
@@ -145,6 +148,9 @@ class CodeConfig:
             raise ConfigError("field 'composed_k': the leave-one-out baseline needs composed_k >= 2")
         if not 0 < self.spoc_val_frac < 1:
             raise ConfigError(f"field 'spoc_val_frac': must be in (0, 1), got {self.spoc_val_frac}")
+        if self.augment_renames and self.dataset != "sanstype":
+            raise ConfigError(f"field 'augment_renames': renaming is a symmetry of SANSTYPE only "
+                              f"(dataset={self.dataset!r}); use 0")
         if self.needs_backtranslation() and self.bt_n_unlabeled < 1:
             raise ConfigError(f"field 'bt_n_unlabeled': must be >= 1 for the back-translation methods, "
                               f"got {self.bt_n_unlabeled}")
@@ -186,7 +192,7 @@ def finetuning_only(name: str) -> bool:
     """True for a field that the pre-training stages (data, vocab, Π) never read: a seed of a
     ``shared_pretraining`` run may change it and still share Π (simulations/code/shared.py)."""
     return (name.startswith(("direct_", "standard_", "composed_", "smart_", "bt_"))
-            or name in {"dropout", "patience", "bucket_window", "methods", "seed", "beam", "time_limit_s"})
+            or name in {"dropout", "patience", "bucket_window", "augment_renames", "methods", "seed", "beam", "time_limit_s"})
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:

@@ -33,6 +33,7 @@ from composedft.train import TrainConfig
 
 from . import composed as C
 from . import seq2seq_train as T
+from .augment import augment_pairs
 from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
@@ -71,7 +72,8 @@ def corpora(ctx: Context, vocab, denoiser: bool, data: str = "labeled") -> tuple
     """(train, val) corpora of a stage, encoded with the run's tokenizer ``vocab``: the denoiser's
     (corrupt(y), y) pairs, or the labeled (pseudocode, code) pairs, followed, for a method with
     ``data="labeled+bt"`` (composedft.methods), by the back-translated pairs of ``data/bt_pairs.jsonl``.
-    Validation is always the labeled val split."""
+    With ``augment_renames`` the training pairs are followed by renamed copies (:mod:`.augment`).
+    Validation is always the labeled val split, never augmented."""
     d = ctx.rd.data_dir
     if denoiser:
         (s, t), (vs, vt) = read_pairs(d / "denoise_train.jsonl"), read_pairs(d / "denoise_val.jsonl")
@@ -85,6 +87,8 @@ def corpora(ctx: Context, vocab, denoiser: bool, data: str = "labeled") -> tuple
         srcs, tgts = srcs + bs, tgts + bt
     elif data != "labeled":
         raise ValueError(f"data '{data}' is not built by the code pipeline")
+    if ctx.cfg.augment_renames:
+        srcs, tgts = augment_pairs(srcs, tgts, ctx.cfg.augment_renames, derive_seed(ctx.cfg.seed, "augment"))
     return T.encode_corpus(vocab, srcs, tgts), T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va])
 
 
