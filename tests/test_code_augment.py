@@ -120,3 +120,42 @@ def test_corpora_appends_renamed_copies_and_leaves_validation_alone(tmp_path):
                                        seed=derive_seed(0, "augment"))
         assert train.tgt == tuple(tuple(vocab.encode_text(t)) for t in want_t)
         assert val.tgt == tuple(tuple(vocab.encode_text(p.tgt)) for p in progs[6:])
+
+
+def test_split_source_punct_uses_the_codes_pieces_and_keeps_every_word():
+    from simulations.code.tokenizer import split_source_punct
+
+    src = ' $ read var_1, var_2;  $ add "str_7" to the beginning of var_1;  $ print var_3;  $ '
+    out = split_source_punct(src)
+    assert out == ' $ read var_1 , var_2 ;  $ add "str_7" to the beginning of var_1 ;  $ print var_3 ;  $ '
+    assert out.split() == [t for w in src.split() for t in re.findall(r"[^;,]+|[;,]", w)]  # only splits
+    assert split_source_punct(out) == out  # idempotent: g's outputs may be normalised twice
+    srcs, _ = _programs(20, ood=True)
+    for s in srcs:  # every variable is followed by a space or the end: "var_k" is one word
+        assert all(re.fullmatch(r"var_\d", w) or "var_" not in w for w in split_source_punct(s).split())
+
+
+def test_split_source_punct_is_sanstype_only_and_reaches_the_corpora(tmp_path):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from simulations.code.context import write_examples
+    from simulations.code.stages import corpora
+    from simulations.code.tokenizer import split_source_punct
+
+    with pytest.raises(ConfigError, match="split_source_punct"):
+        replace(SANSTYPE_CPU, dataset="spoc", augment_renames=0, split_source_punct=True)
+    assert finetuning_only("split_source_punct")
+    progs = generate_programs(8, seed=3, cfg=FIXED)
+    write_examples(tmp_path / "train.jsonl", progs[:5])
+    write_examples(tmp_path / "val.jsonl", progs[5:])
+    seen = []
+    vocab = SimpleNamespace(encode_text=lambda s: seen.append(s) or [4])
+    for flag in (False, True):
+        seen.clear()
+        ctx = SimpleNamespace(cfg=replace(SANSTYPE_CPU, augment_renames=0, split_source_punct=flag),
+                              rd=SimpleNamespace(data_dir=tmp_path))
+        corpora(ctx, vocab, denoiser=False)
+        want = [split_source_punct(p.src) if flag else p.src for p in progs]
+        assert [s for s in seen if s in want] == want[:5] + want[5:]  # train sources, then val sources
+        assert all(p.tgt in seen for p in progs)  # targets untouched

@@ -32,7 +32,7 @@ from .config import model_config
 from .context import Context, barrier, read_examples
 from .decode import EOS, max_len_from_data
 from .model import Seq2SeqTransformer
-from .stage_data import load_tokenizer, read_pairs
+from .stage_data import load_tokenizer, read_pairs, source_text
 from .stages import BT_PAIRS, fit_stage, load_model, nll_loss_fn
 
 __all__ = ["REVERSE", "unlabeled_programs", "reversed_corpora", "train_reverse", "backtranslate",
@@ -65,10 +65,11 @@ def unlabeled_programs(ctx: Context, n: int) -> tuple[list[str], int]:
 
 
 def reversed_corpora(ctx: Context, vocab) -> tuple[T.Corpus, T.Corpus]:
-    """(train, val) corpora of g: the labeled train and val pairs reversed (code -> pseudocode)."""
+    """(train, val) corpora of g: the labeled train and val pairs reversed (code -> pseudocode), the
+    pseudocode as f reads it (:func:`.stage_data.source_text`), so g writes sources in that form."""
     tr, va = (read_examples(ctx.rd.data_path(f"{s}.jsonl")) for s in ("train", "val"))
-    return (T.encode_corpus(vocab, [e.tgt for e in tr], [e.src for e in tr]),
-            T.encode_corpus(vocab, [e.tgt for e in va], [e.src for e in va]))
+    return (T.encode_corpus(vocab, [e.tgt for e in tr], [source_text(ctx.cfg, e.src) for e in tr]),
+            T.encode_corpus(vocab, [e.tgt for e in va], [source_text(ctx.cfg, e.src) for e in va]))
 
 
 def train_reverse(ctx: Context, vocab) -> dict:
@@ -101,7 +102,7 @@ def backtranslate(ctx: Context, vocab, g: Seq2SeqTransformer, programs: list[str
     """
     c = ctx.cfg
     train = read_examples(ctx.rd.data_path("train.jsonl"))
-    cap = max_len_from_data([len(vocab.encode_text(e.src)) for e in train], c.max_len_factor)
+    cap = max_len_from_data([len(vocab.encode_text(source_text(c, e.src))) for e in train], c.max_len_factor)
     srcs = [tuple(vocab.encode_text(y)) + (EOS,) for y in programs]
     t0 = time.perf_counter()
     outs = T.translate(g, srcs, cap, batch_size=c.decode_batch_size, beam=1, device=ctx.device, amp=c.amp)

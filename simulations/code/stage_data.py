@@ -22,7 +22,7 @@ from .config import CodeConfig, stage_seed
 from .context import Context, RunFolderError, read_examples, write_examples
 from .data import DataFormatError, default_data_dir, is_spoc_path, load_sanstype, load_spoc
 from .decode import max_len_from_data
-from .tokenizer import BPETokenizer, Vocab, VocabError, unk_rate
+from .tokenizer import BPETokenizer, Vocab, VocabError, split_source_punct, unk_rate
 
 SPLIT_NAMES = ("train", "val", "test_id", "test_ood")
 
@@ -41,6 +41,12 @@ def tokenizer_info(ctx: Context) -> dict:
     if not path.exists():
         raise RunFolderError(f"{path}: missing (run the 'vocab' stage first)")
     return read_json(path)
+
+
+def source_text(cfg, text: str) -> str:
+    """A pseudocode source as the fine-tuned models read it (``split_source_punct``); every place
+    that encodes a source (training, validation, prediction, back-translation) goes through here."""
+    return split_source_punct(text) if cfg.split_source_punct else text
 
 
 def load_tokenizer(ctx: Context):

@@ -37,7 +37,7 @@ from .augment import augment_pairs
 from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
 from .model import Seq2SeqTransformer, count_parameters
-from .stage_data import load_tokenizer, read_pairs, tokenizer_info
+from .stage_data import load_tokenizer, read_pairs, source_text, tokenizer_info
 
 BT_PAIRS = "bt_pairs.jsonl"  # data/: the backtranslate stage's (g(y), y) pairs (stage_bt.py)
 
@@ -89,7 +89,9 @@ def corpora(ctx: Context, vocab, denoiser: bool, data: str = "labeled") -> tuple
         raise ValueError(f"data '{data}' is not built by the code pipeline")
     if ctx.cfg.augment_renames:
         srcs, tgts = augment_pairs(srcs, tgts, ctx.cfg.augment_renames, derive_seed(ctx.cfg.seed, "augment"))
-    return T.encode_corpus(vocab, srcs, tgts), T.encode_corpus(vocab, [e.src for e in va], [e.tgt for e in va])
+    src_of = lambda text: source_text(ctx.cfg, text)  # noqa: E731
+    return (T.encode_corpus(vocab, [src_of(x) for x in srcs], tgts),
+            T.encode_corpus(vocab, [src_of(e.src) for e in va], [e.tgt for e in va]))
 
 
 def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, counter: list[int] | None = None,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 __all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIALS", "Vocab", "VocabError", "BPETokenizer", "lex_cpp",
-           "pseudo_tokenize", "unk_rate"]
+           "pseudo_tokenize", "split_source_punct", "unk_rate"]
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -89,6 +89,22 @@ def pseudo_tokenize(text: str) -> list[str]:
     Quoted strings keep their inner spaces as one token, so joining on spaces keeps them intact.
     """
     return [t for t in _PSEUDO_TOKEN.findall(text)]
+
+
+_ATTACHED_PUNCT = re.compile(r"(?<=\S)([;,])")
+
+
+def split_source_punct(text: str) -> str:
+    """SANSTYPE pseudocode with a space before every ``;`` and ``,`` that follows a word.
+
+    The pseudocode writes ``of var_1;`` and (OOD) ``read var_1, var_2;`` where the code writes
+    ``var_1 ;``. SentencePiece then encodes one variable as different pieces in the two places
+    (``var`` ``_1;`` vs ``var`` ``_1``), and a small model must learn that they are the same name
+    before it can match a declaration with its use (docs/code-pipeline.md §9). Splitting the
+    punctuation off makes the source use the code's pieces; the tokenizer itself is unchanged.
+    SANSTYPE only: its string literals (``"str_k"``) hold no ``;`` or ``,`` to corrupt.
+    """
+    return _ATTACHED_PUNCT.sub(r" \1", text)
 
 
 class VocabError(ValueError):
