@@ -197,7 +197,8 @@ def finetuning_only(name: str) -> bool:
     """True for a field that the pre-training stages (data, vocab, Π) never read: a seed of a
     ``shared_pretraining`` run may change it and still share Π (simulations/code/shared.py)."""
     return (name.startswith(("direct_", "standard_", "composed_", "smart_", "bt_"))
-            or name in {"dropout", "patience", "bucket_window", "augment_renames", "split_source_punct", "methods", "seed", "beam", "time_limit_s"})
+            or name in {"dropout", "patience", "bucket_window", "augment_renames", "split_source_punct", "methods",
+                        "seed", "beam", "time_limit_s"})
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:

@@ -21,7 +21,7 @@ from composedft.seeding import derive_seed
 from .config import CodeConfig, stage_seed
 from .context import Context, RunFolderError, read_examples, write_examples
 from .data import DataFormatError, default_data_dir, is_spoc_path, load_sanstype, load_spoc
-from .decode import max_len_from_data
+from .decode import EOS, max_len_from_data
 from .tokenizer import BPETokenizer, Vocab, VocabError, split_source_punct, unk_rate
 
 SPLIT_NAMES = ("train", "val", "test_id", "test_ood")
@@ -47,6 +47,11 @@ def source_text(cfg, text: str) -> str:
     """A pseudocode source as the fine-tuned models read it (``split_source_punct``); every place
     that encodes a source (training, validation, prediction, back-translation) goes through here."""
     return split_source_punct(text) if cfg.split_source_punct else text
+
+
+def encode_sources(cfg, tok, texts) -> list[tuple[int, ...]]:
+    """Pseudocode sources as f's decoder inputs: :func:`source_text`, the run's tokenizer, <eos>."""
+    return [tuple(tok.encode_text(source_text(cfg, t))) + (EOS,) for t in texts]
 
 
 def load_tokenizer(ctx: Context):

@@ -16,7 +16,7 @@ from . import seq2seq_train as T
 from .context import Context, RunFolderError, read_examples
 from .data import Example, tgt_to_code
 from .decode import EOS
-from .stage_data import data_info, load_tokenizer, read_pairs, source_text, tokenizer_info
+from .stage_data import data_info, encode_sources, load_tokenizer, read_pairs, tokenizer_info
 from .stages import load_model
 
 SPLITS = ("id", "ood")
@@ -87,7 +87,7 @@ def stage_predict(ctx: Context):
     t0 = time.perf_counter()
     with Progress(len(todo) * sum(len(v) for v in tests.values()), "predict", unit="prog") as bar:
         for split, examples in tests.items():
-            srcs = [tuple(tok_.encode_text(source_text(c, e.src))) + (EOS,) for e in examples]
+            srcs = encode_sources(c, tok_, [e.src for e in examples])
             for model_name, users in todo.items():
                 f = load_model(ctx, model_name, tok_)
                 bar.set_postfix(f=model_name, split=split)

@@ -27,8 +27,7 @@ from . import seq2seq_train as T
 from .config import CodeConfig
 from .context import Context, Dist, RunFolderError, read_examples
 from .data import tgt_to_code
-from .decode import EOS
-from .stage_data import load_tokenizer, source_text, tokenizer_info
+from .stage_data import encode_sources, load_tokenizer, tokenizer_info
 from .stages import load_model
 
 __all__ = ["val_exec_acc", "main"]
@@ -49,7 +48,7 @@ def val_exec_acc(out: str | Path, method: str, *, posthoc: bool = False, beam: i
     denoiser = load_model(ctx, "denoiser", tok, denoiser=True) if posthoc else None
     examples = read_examples(rd.data_path("val.jsonl"))
     examples = examples[:limit] if limit else examples
-    srcs = [tuple(tok.encode_text(source_text(cfg, e.src))) + (EOS,) for e in examples]
+    srcs = encode_sources(cfg, tok, [e.src for e in examples])
     res = T.translate(f, srcs, tokenizer_info(ctx)["max_decode_len"], batch_size=cfg.decode_batch_size, beam=beam,
                       amp=False, denoiser=denoiser)
     ys = res[1] if posthoc else res
