@@ -334,3 +334,54 @@ def test_val_acc_decodes_validation_and_counts_verdicts(tmp_path, monkeypatch, c
     assert read_json(tmp_path / "eval" / "val_standard.json") == rec
     assert val_acc.main(["--out", str(tmp_path / "nope"), "--method", "standard"]) == 2
     assert "config.json: missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_select_on_exec_keeps_the_checkpoint_of_the_highest_val_accuracy(tmp_path, monkeypatch, patience):
+    """select_on="exec": the saved f is the one validated with the highest execution accuracy (not
+    the lowest NLL), and early stopping counts validations without a higher accuracy."""
+    from composedft.io import read_csv
+    scripted = iter([0.2, 0.6, 0.4, 0.3, 0.5])  # validations at steps 2, 4, 6, 8, 10: best at step 4
+    states = {}
+
+    def fake_exec_accuracy(cfg, tok, f, examples, max_len, **kw):
+        acc = next(scripted)
+        states[acc] = {k: v.clone() for k, v in f.state_dict().items()}
+        assert len(examples) == 4 and not f.training  # the val split, f in eval mode
+        return {"acc": acc, "n": 4, "ok": round(4 * acc)}
+
+    monkeypatch.setattr(stages, "exec_accuracy", fake_exec_accuracy)
+    monkeypatch.setattr("simulations.code.evaluator.Evaluator", lambda **kw: None)  # no g++ needed
+    write_tiny_data(tmp_path)
+    cfg = tiny_cfg(select_on="exec", standard_steps=10, eval_every=2, patience=patience)
+    pipeline.run(cfg, tmp_path, ("vocab", "denoiser", "standard"))
+    saved = load_checkpoint(tmp_path / "models" / "standard.pt")
+    assert saved["best_step"] == 4
+    assert all(torch.equal(saved["model"][k], v) for k, v in states[0.6].items())
+    assert not all(torch.equal(saved["model"][k], v) for k, v in states[0.3].items())  # a later f differs
+    hist = read_csv(tmp_path / "stages" / "standard" / "eval.csv")
+    assert [float(h["val_exec"]) for h in hist] == ([0.2, 0.6, 0.4, 0.3, 0.5] if patience == 0 else [0.2, 0.6, 0.4, 0.3])
+    nll_at_4 = next(float(h["val_nll"]) for h in hist if int(float(h["step"])) == 4)
+    assert saved["best_val_nll"] == pytest.approx(nll_at_4)  # the selected step's NLL, not the lowest
+
+
+def test_predict_reads_test_sources_as_the_model_was_trained_on_them(tmp_path, monkeypatch):
+    """split_source_punct applies to prediction as to training: the predict stage decodes the
+    test splits' sources with ";" split off (re-encoded here independently), not the raw text."""
+    from simulations.code import seq2seq_train
+    from simulations.code.tokenizer import split_source_punct
+
+    write_tiny_data(tmp_path)
+    cfg = tiny_cfg(split_source_punct=True, methods=("standard",))
+    pipeline.run(cfg, tmp_path, ("vocab", "denoiser", "standard"))
+    calls, real = [], seq2seq_train.translate
+    monkeypatch.setattr(seq2seq_train, "translate", lambda model, srcs, *a, **kw: calls.append(list(srcs)) or
+                        real(model, srcs, *a, **kw))
+    pipeline.run(cfg, tmp_path, ("predict",))
+    tok = stage_data.load_tokenizer(context.Context(cfg=cfg, rd=RunDir(tmp_path, create=False), device="cpu",
+                                                    dist=context.Dist()))
+    for split in ("id", "ood"):
+        ex = context.read_examples(tmp_path / "data" / f"test_{split}.jsonl")
+        want = [tuple(tok.encode_text(split_source_punct(e.src))) + (2,) for e in ex]
+        raw = [tuple(tok.encode_text(e.src)) + (2,) for e in ex]
+        assert want in calls and want != raw  # the split form was decoded; it differs from the raw one

@@ -36,6 +36,7 @@ from . import seq2seq_train as T
 from .augment import augment_pairs
 from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
+from .exec_acc import exec_accuracy
 from .model import Seq2SeqTransformer, count_parameters
 from .stage_data import load_tokenizer, read_pairs, source_text, tokenizer_info
 
@@ -121,19 +122,21 @@ def batch_fn_for(ctx: Context, corpus: T.Corpus, batch_size: int, seed: int, cou
     return batch_fn
 
 
-def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int, batch_size: int) -> TrainConfig:
+def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int, batch_size: int,
+                 select_metric: str = "val_nll") -> TrainConfig:
     """The core loop's configuration of one stage: AdamW(0.9, 0.98), fairseq's inverse-sqrt
-    schedule after a linear warm-up (docs/experiments.md §3.3), model selection on the validation metric."""
+    schedule after a linear warm-up (docs/experiments.md §3.3), model selection on the validation
+    metric (``val_nll``, lower is better, or ``val_exec``, higher is better)."""
     c = ctx.cfg
     return TrainConfig(lr=lr, steps=steps, batch_size=batch_size, weight_decay=c.weight_decay, betas=(0.9, 0.98),
                        grad_clip=c.grad_clip, schedule="inverse_sqrt", warmup=warmup, eval_every=c.eval_every,
                        ckpt_every=c.eval_every, seed=derive_seed(stage_seed(c, name), name, "train"), device=str(ctx.device),
-                       select_metric="val_nll", select_mode="min",
+                       select_metric=select_metric, select_mode="max" if select_metric == "val_exec" else "min",
                        patience=0 if name == "denoiser" else c.patience)  # Π trains its fixed budget
 
 
 def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
-         warmup: int, batch_size: int, eval_fn=None, save=None) -> dict:
+         warmup: int, batch_size: int, eval_fn=None, save=None, select_metric: str = "val_nll") -> dict:
     """Train one stage with :func:`composedft.train.train` (through :func:`T.fit` for DDP) and
     save the selected model's weights (``save``: the module to save, default ``model``) to
     ``models/<name>.pt``. Only rank 0 evaluates and keeps ``stages/<name>/``; other ranks keep
@@ -144,22 +147,42 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
         eval_fn = lambda m: {"val_nll": T.mean_nll(target, val, cfg.decode_batch_size, ctx.device, cfg.amp)}  # noqa: E731
     tokens = [0]
     run_dir = ctx.rd.stage_dir(name)
-    tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size)
+    tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size, select_metric=select_metric)
     window = T.DEFAULT_WINDOW if name == "denoiser" else cfg.bucket_window  # Π's corpus spans many windows
     res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(stage_seed(cfg, name), name, "batches"),
                                              tokens, window),
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
                 run_dir=run_dir if rank == 0 else run_dir / f"rank{rank}")
     for h in res.history:
-        ctx.log(f"  [{name}] step {int(h['step']):>6} train_loss={h['train_loss']:.4f} val_nll={h['val_nll']:.4f}")
-    best = res.best_metric if res.best_metric is not None else float("nan")
+        ctx.log(f"  [{name}] step {int(h['step']):>6} train_loss={h['train_loss']:.4f} val_nll={h['val_nll']:.4f}"
+                + (f" val_exec={h['val_exec']:.3f}" if "val_exec" in h else ""))
+    # the selected evaluation's val NLL, whatever selected it
+    sel = next((h for h in res.history if h["step"] == res.best_step), None)
+    best = sel["val_nll"] if sel is not None else float("nan")
     if rank == 0:
         ctx.rd.save_model(name, {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
     barrier(ctx.dist)
+    extra = {"best_val_exec": round(sel["val_exec"], 4)} if sel is not None and "val_exec" in sel else {}
     return {"steps": steps, "steps_run": res.step, "stopped_early": res.stopped_early,
-            "best_val_nll": round(best, 4), "best_step": res.best_step,
+            "best_val_nll": round(best, 4), "best_step": res.best_step, **extra,
             "resumed_from": res.resumed_from, "train_tokens": tokens[0], "train_s": round(res.wall_s, 3),
             "tokens_per_s": tokens[0] / max(res.wall_s, 1e-9), "params": count_parameters(target)}
+
+
+def _exec_eval_fn(ctx: Context, vocab, f, val: T.Corpus):
+    """Validation of a ``select_on="exec"`` stage: val token NLL and val greedy execution accuracy
+    (:func:`.exec_acc.exec_accuracy`; one evaluator, so its compile cache spans the validations)."""
+    from .evaluator import Evaluator
+
+    c = ctx.cfg
+    examples = read_examples(ctx.rd.data_path("val.jsonl"))
+    evaluator = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
+    max_len = tokenizer_info(ctx)["max_decode_len"]
+
+    def eval_fn(_model) -> dict:
+        out = exec_accuracy(c, vocab, f, examples, max_len, evaluator=evaluator)
+        return {"val_nll": T.mean_nll(f, val, c.decode_batch_size, ctx.device, c.amp), "val_exec": out["acc"]}
+    return eval_fn
 
 
 def _factory(ctx: Context, vocab, name: str, denoiser: bool = False):
@@ -228,8 +251,10 @@ def stage_method(ctx: Context, name: str):
         nll = nll_loss_fn(c.label_smoothing, c.amp)
         loss_fn = nll if not with_smart else (
             lambda f, batch: nll(f, batch) + scfg.lambda_s * T.smart_term(f, batch, scfg, smart_seed, amp=c.amp))
-        return fit_stage(ctx, name, _initial_f(ctx, vocab, name, init), loss_fn, corpus, val,
-                         batch_size=c.batch_size, **hp)
+        f = _initial_f(ctx, vocab, name, init)
+        eval_fn, metric = (None, "val_nll") if c.select_on == "nll" else (_exec_eval_fn(ctx, vocab, f, val), "val_exec")
+        return fit_stage(ctx, name, f, loss_fn, corpus, val, batch_size=c.batch_size, eval_fn=eval_fn,
+                         select_metric=metric, **hp)
     denoiser = freeze(load_model(ctx, "denoiser", vocab, denoiser=True))
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
     base_predictor = _initial_f(ctx, vocab, name, init, denoiser)

@@ -23,11 +23,11 @@ from composedft.io import atomic_write_json, atomic_write_jsonl
 from composedft.runs import RunDir
 from composedft.stats import wilson_ci
 
-from . import seq2seq_train as T
 from .config import CodeConfig
 from .context import Context, Dist, RunFolderError, read_examples
 from .data import tgt_to_code
-from .stage_data import encode_sources, load_tokenizer, tokenizer_info
+from .exec_acc import exec_accuracy
+from .stage_data import load_tokenizer, tokenizer_info
 from .stages import load_model
 
 __all__ = ["val_exec_acc", "main"]
@@ -36,8 +36,6 @@ __all__ = ["val_exec_acc", "main"]
 def val_exec_acc(out: str | Path, method: str, *, posthoc: bool = False, beam: int = 1, limit: int = 0,
                  workers: int | None = None) -> dict:
     """Decode and run the validation programs of run folder ``out`` with ``models/<method>.pt``."""
-    from .evaluator import Evaluator
-
     rd = RunDir(out, create=False)
     if not rd.config_path.exists():
         raise RunFolderError(f"{rd.config_path}: missing (not a run folder of the code pipeline)")
@@ -48,14 +46,10 @@ def val_exec_acc(out: str | Path, method: str, *, posthoc: bool = False, beam: i
     denoiser = load_model(ctx, "denoiser", tok, denoiser=True) if posthoc else None
     examples = read_examples(rd.data_path("val.jsonl"))
     examples = examples[:limit] if limit else examples
-    srcs = encode_sources(cfg, tok, [e.src for e in examples])
-    res = T.translate(f, srcs, tokenizer_info(ctx)["max_decode_len"], batch_size=cfg.decode_batch_size, beam=beam,
-                      amp=False, denoiser=denoiser)
-    ys = res[1] if posthoc else res
-    codes = {e.id: tgt_to_code(tok.decode_text(y)) for e, y in zip(examples, ys)}
-    records, summary = Evaluator(workers=workers, time_limit_s=cfg.time_limit_s).evaluate(codes, examples)
-    ok = sum(r["status"] == "ok" for r in records)
-    acc, lo, hi = wilson_ci(ok, len(records))
+    out = exec_accuracy(cfg, tok, f, examples, tokenizer_info(ctx)["max_decode_len"], denoiser=denoiser, beam=beam,
+                        workers=workers)
+    records, codes, summary = out["records"], out["codes"], out["summary"]
+    acc, lo, hi = wilson_ci(out["ok"], out["n"])
     name = method + ("+posthoc" if posthoc else "") + (f"_beam{beam}" if beam > 1 else "")
     record = {"method": name, "split": "val", "n": len(records), "exec_acc": round(acc, 4),
               "ci95": [round(lo, 4), round(hi, 4)], "compile_rate": round(summary["compile_rate"], 4),
