@@ -2,11 +2,13 @@
 round trip (detokenized gold programs compile and pass their tests)."""
 import json
 import shutil
+import struct
 
 import numpy as np
 import pytest
 
 from simulations.code.data import Example, TestCase, default_data_dir, load_sanstype, load_spoc, tgt_to_code
+from simulations.code.compiler import static_link_ok
 from simulations.code.evaluator import DEFAULT_FLAGS, Evaluator, read_predictions
 
 pytestmark = [pytest.mark.gpp, pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not on PATH")]
@@ -44,6 +46,7 @@ def test_statuses_and_summary(evaluator):
     assert summary["counts"] == {"ok": 1, "compile_error": 1, "runtime_error": 2, "wrong_answer": 1,
                                  "timeout": 1, "missing": 1}
     assert summary["flags"] == list(DEFAULT_FLAGS) and summary["compiler"].startswith("g++")
+    assert summary["link_flags"] == (["-static"] if static_link_ok("g++") else [])
     assert "expected '10\\n', got '0\\n'" in next(r for r in records if r["id"] == "wrong_answer")["detail"]
 
 
@@ -56,6 +59,29 @@ def test_single_worker_path_agrees_and_cache_hits(tmp_path):
     assert len(list((tmp_path / "pch").glob("*/bits/stdc++.h.gch"))) == 1
     recs2, _ = ev.evaluate(PROGS, exs)
     assert recs2 == recs
+
+
+def _has_interpreter(elf: bytes) -> bool:
+    """Whether a 64-bit little-endian ELF asks for a dynamic loader: a PT_INTERP (type 3) program
+    header. (A static glibc still contains the string "ld-linux", so grepping for it misleads.)"""
+    phoff, = struct.unpack_from("<Q", elf, 32)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    return any(struct.unpack_from("<I", elf, phoff + i * phentsize)[0] == 3 for i in range(phnum))
+
+
+@pytest.mark.skipif(not static_link_ok("g++"), reason="no static libstdc++/libc here")
+@pytest.mark.parametrize("max_batch", [0, 48], ids=["alone", "batched"])
+def test_static_and_dynamic_binaries_get_the_same_verdicts(tmp_path, max_batch):
+    # Static linking only changes how a binary starts; every verdict and detail must stay.
+    exs = [Example(k, "", "", CASES) for k in PROGS]
+    got = {}
+    for static in (True, False):
+        ev = Evaluator(workers=1, time_limit_s=1.0, cache_dir=tmp_path / str(static), max_batch=max_batch, static=static)
+        got[static], _ = ev.evaluate(PROGS, exs)
+        binaries = [p for p in (tmp_path / str(static)).rglob("*") if p.is_file() and p.read_bytes()[:4] == b"\x7fELF"]
+        assert binaries and all(_has_interpreter(p.read_bytes()) != static for p in binaries)  # linked as asked
+    assert got[True] == got[False]
+    assert {r["id"]: (r["status"], r["first_failing_case"]) for r in got[True]} == {k: EXPECT[k] for k in PROGS}
 
 
 def test_exact_output_comparison(evaluator):

@@ -222,3 +222,28 @@ def test_compiler_limits_are_not_cached_and_leave_no_temporaries(monkeypatch, cl
         binp, msg = c.compile(slow)
         assert binp is None and msg.startswith("compiler stopped: time limit exceeded"), msg
         assert not err.exists() and not err.with_suffix("").exists()
+
+
+@needs_root
+@needs_jail
+def test_children_are_gone_the_moment_a_normal_run_returns(tmp_path, clean_state):
+    # A normal exit is the path on which sandbox.run no longer scans /proc (the namespace's init
+    # was reaped, so its PID namespace is empty): a daemonized grandchild must already be dead
+    # when run() returns, not merely killed later by a scan.
+    src = H + ("int main(){ if (fork() == 0) { setsid(); if (fork() == 0) { prctl(PR_SET_NAME, \"cft_daemon\");"
+               " for (;;) pause(); } _exit(0); } usleep(50000); cout << 1 << endl; }")
+    (tmp_path / "d.cpp").write_text(src)   # our own source: built outside the sandbox
+    subprocess.run(["g++", "-O0", "-o", str(tmp_path / "d"), str(tmp_path / "d.cpp")], check=True)
+    exe = str(tmp_path / "d")
+    for _ in range(3):
+        r = sandbox.run(["../prog"], "", sandbox.Limits(time_s=1.0), files={"prog": exe})
+        assert r.status == "ok" and r.stdout == b"1\n"
+        assert _sandbox_procs() == []
+
+
+def test_bench_sandbox_prints_its_ratio(capsys):
+    from simulations.code import bench_sandbox
+    assert bench_sandbox.main(["--n", "6"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3].startswith("bare subprocess.run: ") and lines[-2].startswith("sandbox.run (isolated worker): ")
+    assert lines[-1].startswith("sandboxed/bare run time: ") and float(lines[-1].split()[-1].rstrip("x")) > 0

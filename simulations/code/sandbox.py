@@ -51,6 +51,7 @@ __all__ = ["Limits", "RunResult", "SandboxError", "run", "capabilities", "stray_
 # other evaluations on a shared machine are not mistaken for leftovers of theirs).
 UID_BASE = int(os.environ.get("COMPOSEDFT_SANDBOX_UID_BASE", 1_000_000))
 UID_SPAN = 1 << 22  # pid_max is at most 2**22
+FIRST_TICK = 0.01   # s before the first poll of a run's processes (_monitor)
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _STATUS = struct.Struct("<iid")  # init record: kind, wait status or errno, CPU seconds
@@ -182,7 +183,10 @@ def _monitor(proc: subprocess.Popen, limits: Limits, uid: int | None, ws: Worksp
     """Wait for the run, polling its processes' total CPU and memory (and disk without a jail).
     Returns (verdict: "" | "timeout" | "memory" | "disk", CPU seconds seen by polling)."""
     t0 = time.monotonic()
-    tick, cpu = 0.002, 0.0
+    # The first look at /proc comes after FIRST_TICK: most test cases are done by then, and a scan
+    # of /proc costs about as much as such a run. Nothing is lost in between: RLIMIT_CPU and
+    # RLIMIT_AS bound every process, and later gaps between polls are longer (up to 50 ms).
+    tick, cpu = FIRST_TICK, 0.0
     fd = os.pidfd_open(proc.pid)
     try:
         while True:
@@ -230,8 +234,15 @@ def _run_here(argv: Sequence[str], stdin: bytes, limits: Limits, files: dict, co
             os.close(status_w)
         verdict, polled_cpu = _monitor(proc, limits, uid, ws)
         wall = time.monotonic() - t0
-        ns.kill_run(uid, proc.pid, proc.pid)
-        _, st, ru = os.wait4(proc.pid, 0)
+        # "": the init has exited (its pidfd is readable), so this reaps it without waiting
+        reaped, st, ru = os.wait4(proc.pid, os.WNOHANG) if verdict == "" else (0, 0, None)
+        # The jailed init exits 0 only after its namespace's init B was reaped, and B's exit
+        # completes only once every process of its PID namespace is gone (pid_namespaces(7)):
+        # nothing of the run is left to find. Otherwise (limits, a failed init, no jail) kill.
+        if not (ws.jailed and reaped == proc.pid and os.waitstatus_to_exitcode(st) == 0):
+            ns.kill_run(uid, proc.pid, proc.pid)
+            if reaped != proc.pid:
+                _, st, ru = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(st)
         found = True
         if ws.jailed:
