@@ -61,6 +61,16 @@ def test_single_worker_path_agrees_and_cache_hits(tmp_path):
     assert recs2 == recs
 
 
+def test_an_evaluator_without_pch_after_one_whose_cache_was_deleted(tmp_path):
+    # The sandbox's binds are process-wide: a deleted cache's /pch must not break the next jail.
+    exs = [Example(k, "", "", CASES) for k in ("ok", "compile_error")]
+    first = tmp_path / "first"
+    assert [r["status"] for r in Evaluator(workers=1, cache_dir=first).evaluate(PROGS, exs)[0]] == ["ok", "compile_error"]
+    shutil.rmtree(first)
+    recs, summary = Evaluator(workers=1, cache_dir=tmp_path / "second", use_pch=False).evaluate(PROGS, exs)
+    assert [r["status"] for r in recs] == ["ok", "compile_error"] and summary["pch"] is False
+
+
 def _has_interpreter(elf: bytes) -> bool:
     """Whether a 64-bit little-endian ELF asks for a dynamic loader: a PT_INTERP (type 3) program
     header. (A static glibc still contains the string "ld-linux", so grepping for it misleads.)"""

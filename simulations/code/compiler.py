@@ -164,6 +164,7 @@ class Compiler:
         in the jail uses it, and show it as ``/pch`` in every later jail; the directory (None
         if disabled)."""
         if not self.use_pch:
+            sandbox.configure({"pch": None})   # an earlier compiler's header may be gone by now
             return None
         final = self._pch_dir()
         if build is not None and not build.done:

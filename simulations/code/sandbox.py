@@ -86,9 +86,14 @@ def prepare() -> None:
         _init_path = build_init(sandbox_root())
 
 
-def configure(binds: dict[str, str | os.PathLike]) -> None:
-    """Directories shown read-only in every later jail (e.g. ``{"pch": dir}``), before isolating."""
-    _binds.update({k: str(v) for k, v in binds.items()})
+def configure(binds: dict[str, str | os.PathLike | None]) -> None:
+    """Directories shown read-only in every later jail (e.g. ``{"pch": dir}``), before isolating;
+    ``None`` removes a name (a jail cannot mount a directory that was deleted since)."""
+    for k, v in binds.items():
+        if v is None:
+            _binds.pop(k, None)
+        else:
+            _binds[k] = str(v)
 
 
 def _uid() -> int | None:
