@@ -142,3 +142,12 @@ def test_gold_roundtrip_full(name):
     exs = load_spoc(DATA / name) if name.endswith(".tsv") else load_sanstype(DATA / name)
     bad, summary = _gold_roundtrip(exs)
     assert summary["exec_acc"] >= (0.99 if name.endswith(".tsv") else 1.0), bad
+
+
+def test_a_compile_error_detail_starts_with_the_first_error(tmp_path):
+    # A page of template notes after it must not push the first error out of the detail.
+    code = ("#include <bits/stdc++.h>\nusing namespace std;\nint main(){ undeclared_x = 1; valarray<int> a; string s; auto z = a && s; auto w = a || s;"
+            " auto v = a + s; }")
+    recs, _ = Evaluator(workers=1, cache_dir=tmp_path).evaluate({"p": code}, [Example("p", "", "", CASES)])
+    assert recs[0]["status"] == "compile_error" and "undeclared_x" in recs[0]["detail"]
+    assert len((next((tmp_path / "bin").rglob("*.err"))).read_text()) > 4000   # the case this is about

@@ -320,7 +320,9 @@ def test_val_acc_decodes_validation_and_counts_verdicts(tmp_path, monkeypatch, c
 
         def evaluate(self, predictions, examples):
             recs = [{"id": e.id, "status": "ok" if predictions[e.id] == gold[e.id] else "wrong_answer"}
-                    for e in examples]
+                    if gold[e.id] is not None else
+                    {"id": e.id, "status": "compile_error", "detail": "prog.cpp:4:1: error: \u2018var_4\u2019 was "
+                     "not declared in this scope; did you mean \u2018var_8\u2019?\n"} for e in examples]
             return recs, {**self.summarize(recs, 0.0), "compile_rate": 1.0, "counts": {}}
 
     monkeypatch.setattr(evaluator, "Evaluator", Exact)
@@ -329,9 +331,11 @@ def test_val_acc_decodes_validation_and_counts_verdicts(tmp_path, monkeypatch, c
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     saved = read_jsonl(tmp_path / "eval" / "val_standard.jsonl")
     assert [r["id"] for r in saved] == list(gold) and rec["n"] == len(gold) == 4
-    ok = sum(r["code"] == gold[r["id"]] for r in saved)
+    ok = sum(r["code"] == gold[r["id"]] for r in saved if gold[r["id"]] is not None)
     assert rec["exec_acc"] == round(ok / 4, 4) and rec["ci95"] == [round(v, 4) for v in wilson_ci(ok, 4)[1:]]
     assert read_json(tmp_path / "eval" / "val_standard.json") == rec
+    assert rec["compile_errors"] == {"X was not declared in this scope; did you mean X?": 1}
+    assert sum(r["status"] == "compile_error" and "var_4" in r["detail"] for r in saved) == 1
     assert val_acc.main(["--out", str(tmp_path / "nope"), "--method", "standard"]) == 2
     assert "config.json: missing" in capsys.readouterr().err
 
@@ -385,3 +389,16 @@ def test_predict_reads_test_sources_as_the_model_was_trained_on_them(tmp_path, m
         want = [tuple(tok.encode_text(split_source_punct(e.src))) + (2,) for e in ex]
         raw = [tuple(tok.encode_text(e.src)) + (2,) for e in ex]
         assert want in calls and want != raw  # the split form was decoded; it differs from the raw one
+
+
+@pytest.mark.parametrize("detail, kind", [
+    ("prog.cpp: In function 'int main()':\nprog.cpp:5:1: error: 'var_4' was not declared in this scope\n",
+     "X was not declared in this scope"),
+    ("prog.cpp:6:8: error: redeclaration of \u2018bool var_8\u2019\nprog.cpp:4:6: note: \u2018bool var_8\u2019 previously declared here\n"
+     "prog.cpp:9:1: error: 'x' was not declared in this scope\n", "redeclaration of X"),
+    ("compiler stopped: cpu time limit", "other"),
+    ("", "other"),
+])
+def test_compile_error_kind_is_the_first_error_with_names_blanked(detail, kind):
+    from simulations.code.val_acc import compile_error_kind
+    assert compile_error_kind(detail) == kind

@@ -35,7 +35,8 @@ COMPILE_LIMITS = sandbox.Limits(time_s=COMPILE_TIMEOUT_S, wall_s=3 * COMPILE_TIM
                                 stderr_keep=16000)
 # Bump when the way programs are compiled changes: old cache entries (compiled as root outside
 # the jail) must not be trusted, their cached messages may hold root-only file contents.
-CACHE_TAG = "jail-1"
+# jail-2: a cached compile message keeps its start (the first error), not only its last 4,000 chars.
+CACHE_TAG = "jail-2"
 
 
 def default_cache_dir() -> Path:
@@ -242,7 +243,9 @@ class Compiler:
             return binp, ""
         if r.status != "ok" and not self.cacheable(r):
             return None, f"compiler stopped: {r.detail}" + (f"\n{msg[-3000:]}" if msg else "")
-        msg = msg[-4000:] or f"g++ exit status {r.returncode}"
+        # Keep the first error (what went wrong; the evaluator's detail shows the start) and the
+        # end of a long message (template errors run to pages of notes).
+        msg = (msg if len(msg) <= 4000 else msg[:2000] + "\n[...]\n" + msg[-2000:]) or f"g++ exit status {r.returncode}"
         atomic_write(errp, msg.encode())
         return None, msg
 

@@ -7,13 +7,16 @@ execution accuracy, so this decodes the run folder's ``data/val.jsonl`` with a t
 sandboxed evaluator, and prints the accuracy with its Wilson 95% interval over programs. The
 record goes to ``eval/val_<name>.json`` and the programs with their verdicts to
 ``eval/val_<name>.jsonl`` (``name`` = method [+posthoc] [_beamB]), for error analysis; the test
-splits are never touched.
+splits are never touched. The record counts the compile errors by the kind of their first g++
+error (:func:`compile_error_kind`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -30,7 +33,19 @@ from .exec_acc import exec_accuracy
 from .stage_data import load_tokenizer, tokenizer_info
 from .stages import load_model
 
-__all__ = ["val_exec_acc", "main"]
+__all__ = ["val_exec_acc", "compile_error_kind", "main"]
+
+# g++ quotes names with typographic quotes (UTF-8 locales) or ASCII ones (C locale)
+_QUOTED = re.compile(r"‘[^’]*’|'[^'\n]*'")
+
+
+def compile_error_kind(detail: str) -> str:
+    """The first g++ ``error:`` message of a compile verdict's ``detail`` with every quoted name
+    replaced by ``X`` (``'var_4' was not declared in this scope; ...`` -> ``X was not declared in
+    this scope; did you mean X?``), so that errors of one kind count together; ``"other"`` if
+    the detail has no error line (a compiler stopped by a limit)."""
+    m = re.search(r"\berror: ([^\n]*)", detail)
+    return _QUOTED.sub("X", m.group(1)).strip() if m else "other"
 
 
 def val_exec_acc(out: str | Path, method: str, *, posthoc: bool = False, beam: int = 1, limit: int = 0,
@@ -53,9 +68,13 @@ def val_exec_acc(out: str | Path, method: str, *, posthoc: bool = False, beam: i
     name = method + ("+posthoc" if posthoc else "") + (f"_beam{beam}" if beam > 1 else "")
     record = {"method": name, "split": "val", "n": len(records), "exec_acc": round(acc, 4),
               "ci95": [round(lo, 4), round(hi, 4)], "compile_rate": round(summary["compile_rate"], 4),
-              "counts": summary["counts"]}
+              "counts": summary["counts"],
+              # what the compile errors are: the measured breakdown behind the competence bar
+              "compile_errors": dict(Counter(compile_error_kind(r.get("detail", "")) for r in records
+                                             if r["status"] == "compile_error").most_common())}
     atomic_write_jsonl(rd / "eval" / f"val_{name}.jsonl",
-                       [{"id": e.id, "status": r["status"], "code": codes[e.id], "gold": tgt_to_code(e.tgt)}
+                       [{"id": e.id, "status": r["status"], "detail": r.get("detail", ""), "code": codes[e.id],
+                         "gold": tgt_to_code(e.tgt)}
                         for e, r in zip(examples, records)])
     atomic_write_json(rd / "eval" / f"val_{name}.json", record)
     return record
