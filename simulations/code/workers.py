@@ -17,9 +17,39 @@ from typing import Any, Callable, Iterable, Iterator
 __all__ = ["imap_unordered"]
 
 
+class _StartFailed:
+    """What a worker sends instead of results when ``init`` raised (e.g. its jail could not be
+    mounted): the parent raises it as one clear error instead of a dead pipe."""
+
+    def __init__(self, err: BaseException):
+        self.msg = f"{type(err).__name__}: {err}"
+
+
+def _receive(conn) -> Any:
+    try:
+        res = conn.recv()
+    except (EOFError, ConnectionError):
+        raise RuntimeError("an evaluator worker died") from None
+    if isinstance(res, _StartFailed):
+        raise RuntimeError(f"an evaluator worker could not start: {res.msg}")
+    return res
+
+
+def _send(conn, task: Any) -> None:
+    try:
+        conn.send(task)
+    except (BrokenPipeError, ConnectionError):  # the worker is gone: say why if it told us
+        _receive(conn)
+        raise RuntimeError("an evaluator worker died") from None
+
+
 def _serve(conn, init: Callable[[], None], fn: Callable[[Any], Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    init()
+    try:
+        init()
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(_StartFailed(err))
+        return
     while True:
         try:
             task = conn.recv()
@@ -48,17 +78,14 @@ def imap_unordered(fn: Callable[[Any], Any], tasks: Iterable[Any], n_workers: in
         busy = 0
         for c in conns:
             if todo:
-                c.send(todo.pop())
+                _send(c, todo.pop())
                 busy += 1
         while busy:
             for c in wait([c for c in conns]):
-                try:
-                    res = c.recv()
-                except EOFError:
-                    raise RuntimeError("an evaluator worker died") from None
+                res = _receive(c)
                 busy -= 1
                 if todo:
-                    c.send(todo.pop())
+                    _send(c, todo.pop())
                     busy += 1
                 yield res
     finally:
