@@ -157,3 +157,46 @@ def test_translate_progress_sees_every_program_once(with_denoiser):
     got = translate(model, srcs, 12, progress=seen.append, **kw)
     assert seen == [4, 4, 3] and sum(seen) == len(srcs)
     assert got == translate(model, srcs, 12, **kw)
+
+
+class _PrefersSpecials(torch.nn.Module):
+    """``model`` with +100 added to the <pad>, <bos> and <unk> logits at every step."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def _push(self, logits):
+        logits = logits.clone()
+        logits[..., [PAD, BOS, 3]] += 100.0
+        return logits
+
+    def encode(self, *a):
+        return self.m.encode(*a)
+
+    def cache_from_memory(self, *a):
+        return self.m.cache_from_memory(*a)
+
+    def init_cache(self, *a):
+        return self.m.init_cache(*a)
+
+    def decode_step(self, *a):
+        return self._push(self.m.decode_step(*a))
+
+    def decode(self, *a):
+        return self._push(self.m.decode(*a))
+
+
+@pytest.mark.parametrize("decode", ["greedy", "greedy-nocache", "beam"])
+def test_decoding_never_emits_pad_bos_or_unk(decode):
+    # Masked, those columns cannot win whatever their logits: the output is the model's own.
+    model = _model(dtype=torch.float64)
+    src = _src()
+    run = {"greedy": lambda m: greedy_decode(m, src, 15),
+           "greedy-nocache": lambda m: greedy_decode(m, src, 15, use_cache=False),
+           "beam": lambda m: beam_search(m, src, 15, beam=3)}[decode]
+    pushed = run(_PrefersSpecials(model))
+    assert torch.equal(pushed, run(model))
+    for row in pushed.tolist():
+        row = row[:row.index(EOS)] if EOS in row else row
+        assert not {PAD, BOS, 3} & set(row)

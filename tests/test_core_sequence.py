@@ -28,7 +28,8 @@ def _greedy_one_by_one(model, src_row, max_len):
     model.eval()
     out = []
     for _ in range(max_len):
-        logits = model(src_row[None], torch.tensor([[BOS] + out]))[0, -1]
+        logits = model(src_row[None], torch.tensor([[BOS] + out]))[0, -1].clone()
+        logits[[PAD, BOS, UNK]] = -float("inf")  # never part of a decoded program
         out.append(int(logits.argmax()))
         if out[-1] == EOS:
             break
@@ -36,11 +37,11 @@ def _greedy_one_by_one(model, src_row, max_len):
 
 
 def test_greedy_with_finished_rows_dropped_matches_row_by_row_decoding():
-    model = _model(3)
-    with torch.no_grad():  # shift the decoder output towards <eos>: rows finish at steps 2, 3, 4 and 10
+    model = _model(2, vocab=20)
+    with torch.no_grad():  # shift the decoder output towards <eos>: rows finish at steps 0-8 or run on
         w = model.lm_head.weight[EOS]
-        model.dec_ln.bias.add_(0.2 * w / w.norm() ** 2)
-    src = torch.randint(4, 9, (12, 5), generator=torch.Generator().manual_seed(0))
+        model.dec_ln.bias.add_(0.1 * w / w.norm() ** 2)
+    src = torch.randint(4, 20, (12, 5), generator=torch.Generator().manual_seed(0))
     src[:, -1] = EOS
     got = greedy_decode(model, src, 12)
     ends = {r.index(EOS) for r in got.tolist() if EOS in r}

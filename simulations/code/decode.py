@@ -65,7 +65,10 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *, b
     done = torch.zeros(B * beam, dtype=torch.bool, device=dev)
     tok = torch.full((B * beam,), BOS, dtype=src.dtype, device=dev)
     for _ in range(max_len):
-        logp = torch.log_softmax(model.decode_step(tok, cache).float(), dim=-1)  # [B*beam, V]
+        # <pad>, <bos> and <unk> are never part of a hypothesis (as in greedy decoding and sampling)
+        logits = model.decode_step(tok, cache).float()
+        logits[:, list(sequence.SPECIALS.never_sampled)] = -float("inf")
+        logp = torch.log_softmax(logits, dim=-1)  # [B*beam, V]
         V = logp.size(-1)
         # a finished hypothesis can only extend with <pad> at no cost
         fin = torch.full_like(logp, -float("inf"))
@@ -78,7 +81,7 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *, b
         origin = origin.view(-1)
         cache = cache.select(origin)
         seqs = torch.cat([seqs.index_select(0, origin), tok[:, None]], dim=1)
-        done = done.index_select(0, origin) | (tok == EOS) | (tok == PAD)
+        done = done.index_select(0, origin) | (tok == EOS) | (tok == PAD)  # PAD: only after <eos>
         if bool(done.all()):
             break
     lengths = ((seqs != PAD).sum(1).clamp(min=1).float() ** length_penalty).view(B, beam)
