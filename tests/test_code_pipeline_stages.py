@@ -402,3 +402,30 @@ def test_predict_reads_test_sources_as_the_model_was_trained_on_them(tmp_path, m
 def test_compile_error_kind_is_the_first_error_with_names_blanked(detail, kind):
     from simulations.code.val_acc import compile_error_kind
     assert compile_error_kind(detail) == kind
+
+
+def test_results_keep_the_methods_of_an_earlier_evaluation(tmp_path, monkeypatch):
+    """Evaluating methods added to a finished run rewrites results.csv and verdicts.csv with every
+    method evaluated in the folder, not only the ones of the last call (the earlier rows stay)."""
+    from composedft.io import read_csv
+    from simulations.code import evaluator
+
+    class Counting(_FakeEvaluator):
+        def __init__(self, **kw):
+            super().__init__()
+
+        def summarize(self, records, wall_s):
+            n, ok = len(records), sum(r["status"] == "ok" for r in records)
+            counts = {s: sum(r["status"] == s for r in records) for s in evaluator.STATUSES}
+            return {"n": n, "ok": ok, "exec_acc": ok / n, "compile_rate": 1.0, "counts": counts}
+
+    monkeypatch.setattr(evaluator, "Evaluator", Counting)
+    write_tiny_data(tmp_path)
+    pipeline.run(tiny_cfg(methods=("standard",)), tmp_path, ("vocab", "denoiser", "standard", "predict", "evaluate"))
+    first = {(r["method"], r["split"]): r["exec_acc"] for r in read_csv(tmp_path / "results.csv")}
+    pipeline.run(tiny_cfg(methods=("direct",)), tmp_path, ("direct", "predict", "evaluate"))
+    rows = {(r["method"], r["split"]): r["exec_acc"] for r in read_csv(tmp_path / "results.csv")}
+    assert set(rows) == {(m, s) for m in ("standard", "direct") for s in ("id", "ood")}
+    assert {k: rows[k] for k in first} == first
+    header = (tmp_path / "verdicts.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["split", "id"] and set(header[2:]) == {"standard", "direct"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from composedft.io import atomic_write_csv, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
-from composedft.methods import get_method
+from composedft.methods import METHODS, get_method
 from composedft.progress import Progress
 
 from . import seq2seq_train as T
@@ -160,6 +160,10 @@ def stage_evaluate(ctx: Context):
     rows, n_prog, n_run, verdicts = [], 0, 0, []
     done = read_json(ctx.rd / "decoded" / "done.json")  # Π's quality, measured by the predict stage
     quality = {k: v for k, v in done.items() if k.startswith("denoiser_")}
+    # results.csv and verdicts.csv list every method evaluated in this folder, not only this call's
+    # (methods added to a finished run are evaluated alone; the earlier rows must stay)
+    listed = list(c.methods) + [m for m in METHODS if m not in c.methods and all(
+        (ctx.rd / "eval" / f"{m}_{sp}.json").exists() and ctx.rd.predictions_path(m, sp).exists() for sp in SPLITS)]
     for split in SPLITS:
         examples = read_examples(ctx.rd.data_path(f"test_{split}.jsonl"))
         jobs, tgts = {}, {}
@@ -185,9 +189,9 @@ def stage_evaluate(ctx: Context):
             atomic_write_json(ctx.rd / "eval" / f"{method}_{split}.json", summary)
             n_prog += summary["n"]
         n_run += next(iter(results.values()))[1]["distinct_programs_run"] if results else 0
-        ok = {m: {r["id"]: int(r.get("status") == "ok") for r in ctx.rd.read_predictions(m, split)} for m in c.methods}
-        verdicts += [{"split": split, "id": e.id, **{m: ok[m].get(e.id, 0) for m in c.methods}} for e in examples]
-        for method in c.methods:
+        ok = {m: {r["id"]: int(r.get("status") == "ok") for r in ctx.rd.read_predictions(m, split)} for m in listed}
+        verdicts += [{"split": split, "id": e.id, **{m: ok[m].get(e.id, 0) for m in listed}} for e in examples]
+        for method in listed:
             summary = read_json(ctx.rd / "eval" / f"{method}_{split}.json")
             rows.append({"method": method, "split": split, "exec_acc": round(summary["exec_acc"], 4),
                          "compile_rate": round(summary["compile_rate"], 4), "n": summary["n"], "seed": c.seed,
