@@ -126,15 +126,8 @@ def greedy_decode(model: nn.Module, src: torch.Tensor, max_len: int, *, specials
 
     The argmax is over the tokens :func:`sample` may draw (``specials.never_sampled`` masked): a
     program never holds <pad>, <bos> or <unk>, and a <pad> must not stand in for <eos>."""
-    bias: list[torch.Tensor] = []  # additive -inf mask, built once per call
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        if not bias:
-            bias.append(mask_logits(torch.zeros(logits.size(-1), device=logits.device, dtype=logits.dtype),
-                                    specials.never_sampled))
-        return (logits + bias[0]).argmax(-1)
-
-    return autoregress(model, src, max_len, pick, specials=specials, use_cache=use_cache)
+    return autoregress(model, src, max_len, lambda logits: mask_logits(logits, specials.never_sampled).argmax(-1),
+                       specials=specials, use_cache=use_cache)
 
 
 @torch.no_grad()

@@ -66,8 +66,7 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, *, b
     tok = torch.full((B * beam,), BOS, dtype=src.dtype, device=dev)
     for _ in range(max_len):
         # <pad>, <bos> and <unk> are never part of a hypothesis (as in greedy decoding and sampling)
-        logits = model.decode_step(tok, cache).float()
-        logits[:, list(sequence.SPECIALS.never_sampled)] = -float("inf")
+        logits = sequence.mask_logits(model.decode_step(tok, cache).float(), sequence.SPECIALS.never_sampled)
         logp = torch.log_softmax(logits, dim=-1)  # [B*beam, V]
         V = logp.size(-1)
         # a finished hypothesis can only extend with <pad> at no cost

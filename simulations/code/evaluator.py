@@ -139,23 +139,22 @@ class Evaluator:
         phase took 4x longer)."""
         if self.max_batch < 2:
             return {}
-        compiler = self.compiler
-        names = bc.header_names(compiler)
-        noop = bc.noop_headers(compiler, bc.wanted_headers([t[2] for t in tasks]))
-        compiler.finish_pch(pch)
+        names = bc.header_names(self.compiler)
+        noop = bc.noop_headers(self.compiler, bc.wanted_headers([t[2] for t in tasks]))
+        self.compiler.finish_pch(pch)
         out: dict[int, bc.Built] = {}
         pending = []
         for slot, _, src, _ in tasks:
-            binp = compiler.binary_path(src)
+            binp = self.compiler.binary_path(src)
             if binp.exists() or binp.with_suffix(".err").exists():
                 continue   # compiled alone before: that entry stays the verdict
-            hit = bc.cached(compiler, src)
+            hit = bc.cached(self.compiler, src)
             if hit is not None:
                 out[slot] = hit
             elif (body := batch_source.prepare(src, names, noop)) is not None:
                 pending.append((str(slot), src, body))
         batches = [pending[s] for s in bc.plan_batches(len(pending), self.workers, self.max_batch)]
-        init = functools.partial(_init_worker, compiler, self.limits)
+        init = functools.partial(_init_worker, self.compiler, self.limits)
         for res in imap_unordered(_batch_task, batches, self.workers, init) if batches else ():
             out.update({int(k): v for k, v in res.items()})
         return out
