@@ -68,7 +68,8 @@ def test_shared_from_copies_and_skips(tmp_path, capsys):
     assert (b / "models" / "denoiser.pt").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("field, here, there", [("d_model", 16, 24), ("shared_pretraining", True, False)])
+@pytest.mark.parametrize("field, here, there", [("d_model", 16, 24), ("shared_pretraining", True, False),
+                                                ("denoiser_attn_dropout", 0.0, 0.1)])
 def test_shared_from_refuses_another_configuration(tmp_path, field, here, there):
     a = tmp_path / "src"
     write_tiny_data(a)
@@ -102,7 +103,7 @@ def test_finetuning_only_fields_do_not_change_the_denoiser(tmp_path):
         if not finetuning_only(f.name) or f.name in ("methods", "seed") or isinstance(v, (bool, str)):
             continue
         changed[f.name] = v + 1 if isinstance(v, int) else v * 0.5 + 0.01
-    assert {"dropout", "standard_steps", "composed_k", "patience"} <= set(changed)
+    assert {"dropout", "attn_dropout", "relu_dropout", "standard_steps", "composed_k", "patience"} <= set(changed)
     outs = []
     for i, kw in enumerate(({}, changed)):
         out = tmp_path / f"r{i}"
@@ -119,6 +120,33 @@ def test_shared_from_accepts_other_finetuning_fields(tmp_path):
     b = tmp_path / "dst"
     pipeline.run(tiny_cfg(seed=2, shared_pretraining=True, standard_steps=5, patience=1), b, PRE, shared_from=a)
     assert (a / "models/denoiser.pt").read_bytes() == (b / "models/denoiser.pt").read_bytes()
+
+
+def test_a_folder_from_before_the_denoiser_dropout_split_is_read_with_its_own_values(tmp_path):
+    """A config.json written before ``denoiser_attn_dropout``/``denoiser_relu_dropout`` existed trained
+    Π with ``attn_dropout``/``relu_dropout``: completed with those values, not the new defaults, so
+    --shared-from accepts exactly the seeds whose Π settings match."""
+    import json
+
+    from simulations.code.config import SPLIT_FIELDS, CodeConfig, completed_config
+    assert CodeConfig().denoiser_attn_dropout != 0.05  # the legacy value below is not the default
+    a = tmp_path / "src"
+    write_tiny_data(a)
+    pipeline.run(tiny_cfg(seed=0, shared_pretraining=True, denoiser_attn_dropout=0.05, denoiser_relu_dropout=0.0), a, PRE)
+    path = a / "config.json"
+    legacy = {k: v for k, v in json.loads(path.read_text()).items() if k not in SPLIT_FIELDS}
+    legacy.update(attn_dropout=0.05, relu_dropout=0.0)
+    path.write_text(json.dumps(legacy))
+    done = completed_config(legacy)
+    assert (done["denoiser_attn_dropout"], done["denoiser_relu_dropout"]) == (0.05, 0.0)
+    assert done["denoiser_dropout"] == legacy["denoiser_dropout"]  # present fields are kept
+    with pytest.raises(RunFolderError, match="denoiser_attn_dropout"):  # the new default is not what Π had
+        pipeline.run(tiny_cfg(seed=1, shared_pretraining=True, denoiser_relu_dropout=0.0), tmp_path / "b", PRE,
+                     shared_from=a)
+    # f's own attention dropout may differ: only Π's must match
+    pipeline.run(tiny_cfg(seed=1, shared_pretraining=True, denoiser_attn_dropout=0.05, denoiser_relu_dropout=0.0,
+                          attn_dropout=0.2), tmp_path / "c", PRE, shared_from=a)
+    assert (tmp_path / "c" / "models" / "denoiser.pt").exists()
 
 
 def test_side_by_side_invocations_keep_each_others_stage_records(tmp_path):

@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
-from composedft.config import ConfigError
+from composedft.config import ConfigError, cfg_to_dict
 
 from .model import ModelConfig
 
 __all__ = ["CodeConfig", "PRESETS", "model_config", "CODE_OBJECTIVES", "CODE_DATA", "PRETRAINING_STAGES",
-           "stage_seed", "finetuning_only"]
+           "stage_seed", "finetuning_only", "completed_config", "SPLIT_FIELDS"]
 
 # the registry objectives (composedft.methods) this pipeline trains: token NLL, the score-function
 # composed loss, and each + SMART's smoothness term on the source embeddings (stages.py)
@@ -55,6 +55,8 @@ class CodeConfig:
     attn_dropout: float = 0.2         # attention dropout
     relu_dropout: float = 0.2         # FFN activation dropout
     denoiser_dropout: float = 0.4     # residual dropout while pre-training Π (SANSTYPE run_synthetic)
+    denoiser_attn_dropout: float = 0.2  # attention dropout while pre-training Π
+    denoiser_relu_dropout: float = 0.2  # FFN activation dropout while pre-training Π
     share_embeddings: bool = True     # one joint embedding matrix (src, tgt, output)
     # ---- optimisation (Adam(0.9, 0.98), inverse-sqrt schedule, docs/experiments.md §3.3) -------------------
     batch_size: int = 128             # sequences per optimizer step (global, over DDP ranks)
@@ -201,8 +203,21 @@ def finetuning_only(name: str) -> bool:
     """True for a field that the pre-training stages (data, vocab, Π) never read: a seed of a
     ``shared_pretraining`` run may change it and still share Π (simulations/code/shared.py)."""
     return (name.startswith(("direct_", "standard_", "composed_", "smart_", "bt_"))
-            or name in {"dropout", "patience", "select_on", "bucket_window", "augment_renames", "split_source_punct", "methods",
+            or name in {"dropout", "attn_dropout", "relu_dropout", "patience", "select_on", "bucket_window", "augment_renames", "split_source_punct", "methods",
                         "seed", "beam", "time_limit_s"})
+
+
+# fields split off an older one: a config.json written before the split had Π use the older
+# field's value (Π's attention and FFN dropout were f's until the sanstype-cpu v5 experiment)
+SPLIT_FIELDS = {"denoiser_attn_dropout": "attn_dropout", "denoiser_relu_dropout": "relu_dropout"}
+
+
+def completed_config(old: dict) -> dict:
+    """A run folder's ``config.json`` fields, completed with the fields added after it was written:
+    a split-off field (:data:`SPLIT_FIELDS`) takes the value of the field it was split from, any
+    other new field its default (which it had then)."""
+    new_fields = {k: v for k, v in cfg_to_dict(CodeConfig()).items() if k not in old}
+    return {**{k: old.get(SPLIT_FIELDS.get(k, ""), v) for k, v in new_fields.items()}, **old}
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:
@@ -210,7 +225,8 @@ def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) ->
     return ModelConfig(vocab_size=vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
                        n_enc_layers=cfg.n_layers, n_dec_layers=cfg.n_layers, d_ff=cfg.d_ff,
                        dropout=cfg.denoiser_dropout if denoiser else cfg.dropout,
-                       attn_dropout=cfg.attn_dropout, relu_dropout=cfg.relu_dropout,
+                       attn_dropout=cfg.denoiser_attn_dropout if denoiser else cfg.attn_dropout,
+                       relu_dropout=cfg.denoiser_relu_dropout if denoiser else cfg.relu_dropout,
                        share_embeddings=cfg.share_embeddings)
 
 
@@ -240,7 +256,7 @@ SPOC_PAPER = replace(
 TOY = replace(
     SANSTYPE_PAPER, n_val=100, n_test_id=80, n_test_ood=80, n_unlabeled=8000,
     d_model=64, n_heads=2, n_layers=2, d_ff=128, dropout=0.1, attn_dropout=0.0, relu_dropout=0.0,
-    denoiser_dropout=0.1, batch_size=32,
+    denoiser_dropout=0.1, denoiser_attn_dropout=0.0, denoiser_relu_dropout=0.0, batch_size=32,
     denoiser_steps=1000, denoiser_lr=3e-3, denoiser_warmup=100,
     direct_steps=500, direct_lr=3e-3, direct_warmup=100,
     standard_steps=300, standard_lr=3e-3, standard_warmup=50,

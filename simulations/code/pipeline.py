@@ -33,7 +33,7 @@ from composedft.devices import device_description, resolve_device
 from composedft.io import CheckpointError, DataFileError
 from composedft.runs import RunDir
 
-from .config import PRESETS, CodeConfig
+from .config import PRESETS, CodeConfig, completed_config
 from .context import (RESUME_FREE_FIELDS, Context, RunFolderError, barrier, cleanup_distributed,
                       init_distributed)
 from .shared import copy_pretraining
@@ -128,8 +128,7 @@ def _check_config(rd: RunDir, cfg: CodeConfig) -> None:
     if path.exists():
         old = rd.read_config()
         new = cfg_to_dict(cfg)
-        # a field added after the folder was made (absent from its config.json) had its default then
-        old = {**{k: v for k, v in cfg_to_dict(CodeConfig()).items() if k not in old}, **old}
+        old = completed_config(old)  # fields added after the folder was made
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                       and k not in RESUME_FREE_FIELDS)
         if diff:

@@ -14,7 +14,7 @@ from pathlib import Path
 from composedft.config import cfg_to_dict
 from composedft.runs import RunDir
 
-from .config import PRETRAINING_STAGES, CodeConfig, finetuning_only
+from .config import PRETRAINING_STAGES, CodeConfig, completed_config, finetuning_only
 from .context import RESUME_FREE_FIELDS, RunFolderError
 from .stages import BT_PAIRS
 
@@ -27,7 +27,7 @@ SHARED_FILES = ("tokenizer.model", "vocab.json", "tokenizer.json")
 def _check_source(src: RunDir, cfg: CodeConfig) -> dict:
     if not src.config_path.exists():
         raise RunFolderError(f"{src.config_path}: missing (--shared-from needs a run folder of this preset)")
-    old, new = src.read_config(), cfg_to_dict(cfg)
+    old, new = completed_config(src.read_config()), cfg_to_dict(cfg)
     if not (old.get("shared_pretraining") and cfg.shared_pretraining):
         raise RunFolderError(f"{src.path}: --shared-from needs shared_pretraining=true in both runs "
                              f"(field 'shared_pretraining': {old.get('shared_pretraining')} there, "
