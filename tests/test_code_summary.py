@@ -92,6 +92,18 @@ def test_mixed_presets_or_tokenizers_are_refused_naming_folder_and_field(tmp_pat
     assert "config.json: not found" in capsys.readouterr().err
 
 
+def test_a_folder_from_before_a_field_was_added_is_compared_with_the_value_it_had(tmp_path):
+    """Π's dropout fields were split off f's: an older seed folder (no denoiser_* dropout fields, Π at
+    attn_dropout 0) pairs with a newer one that states Π's 0, and not with one whose Π had 0.2."""
+    old = _seed_folder(tmp_path, 0, {"id": {"standard": [1]}}, attn_dropout=0.0, relu_dropout=0.0)
+    same = {"attn_dropout": 0.0, "relu_dropout": 0.0, "denoiser_attn_dropout": 0.0, "denoiser_relu_dropout": 0.0}
+    new = _seed_folder(tmp_path, 1, {"id": {"standard": [0]}}, **same)
+    assert S.summarize([old, new])
+    other = _seed_folder(tmp_path, 2, {"id": {"standard": [0]}}, **{**same, "denoiser_attn_dropout": 0.2})
+    with pytest.raises(DataFileError, match=r"seed2: .*field 'denoiser_attn_dropout' is 0.2"):
+        S.summarize([old, other])
+
+
 def test_bad_verdict_values_name_file_and_line(tmp_path):
     d = _seed_folder(tmp_path, 0, {"id": {"standard": [1, 0]}})
     (d / "verdicts.csv").write_text("split,id,standard\nid,p0,1\nid,p1,yes\n")

@@ -44,7 +44,8 @@ def load_seed(folder: str | Path) -> tuple[dict, dict[str, dict[str, dict[str, i
     rd = RunDir(folder, create=False)
     if not rd.config_path.exists():
         raise DataFileError(f"{rd.config_path}: not found (is {folder} a run folder of simulations.code run?)")
-    cfg = rd.read_config()
+    from .config import completed_config  # torch (via the model config) only when a folder is read
+    cfg = completed_config(rd.read_config())  # a folder from before a field was added: the value it had
     verdicts: dict[str, dict[str, dict[str, int]]] = {}
     vpath = rd / "verdicts.csv"
     if vpath.exists():
