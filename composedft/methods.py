@@ -44,7 +44,7 @@ import torch.nn as nn
 from .compose import init_base_predictor
 from .objectives import composed_mse, standard_mse
 
-__all__ = ["Method", "METHODS", "BASE_INITS", "DATA_SOURCES", "register_method", "get_method", "resolve_init", "with_dependencies", "check_methods", "training_phases",
+__all__ = ["Method", "METHODS", "registry_order", "BASE_INITS", "DATA_SOURCES", "register_method", "get_method", "resolve_init", "with_dependencies", "check_methods", "training_phases",
            "OBJECTIVES", "register_objective", "loss_fn_for", "make_base_predictor", "trainable_parameters",
            "predict", "finetune"]
 
@@ -104,6 +104,13 @@ def register_method(method: Method, *, overwrite: bool = False) -> Method:
         raise ValueError(f"method '{method.name}' is already registered (pass overwrite=True to replace it)")
     METHODS[method.name] = method
     return method
+
+
+def registry_order(names: Iterable[str]) -> list[str]:
+    """``names`` without repeats in the order tables and figures list methods: registered ones in
+    registration order, any other name after them in its given order (the sort is stable)."""
+    rank = {m: i for i, m in enumerate(METHODS)}
+    return sorted(dict.fromkeys(names), key=lambda m: rank.get(m, len(rank)))
 
 
 def get_method(name: str | Method) -> Method:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from composedft.io import DataFileError, atomic_write_csv, atomic_write_text, read_jsonl
+from composedft.methods import registry_order
 from composedft.stats import mean_ci, wilson_ci
 from simulations.code.summary import check_same_config, load_seed, seed_accuracies
 
@@ -56,11 +57,12 @@ def accuracy_rows(seeds: list[dict[str, dict[str, dict[str, int]]]]) -> list[dic
 
     Returns:
         rows ``{method, split, mean, lo, hi, n_seeds, n_programs, interval, seed_accs}`` in the
-        methods' first-seen order, ID before OOD. With two or more seeds the interval is the
-        t-interval of the per-seed accuracies; with one, the Wilson interval over its programs.
+        registry's method order (``composedft.methods.registry_order``), ID before OOD. With two or
+        more seeds the interval is the t-interval of the per-seed accuracies; with one, the Wilson
+        interval over its programs.
     """
     splits = [s for s in SPLITS if any(s in v for v in seeds)] + sorted({s for v in seeds for s in v} - set(SPLITS))
-    methods = list(dict.fromkeys(m for v in seeds for s in splits for m in v.get(s, {})))
+    methods = registry_order(m for v in seeds for s in splits for m in v.get(s, {}))
     rows = []
     for m in methods:
         for s in splits:

@@ -29,6 +29,14 @@ def _xy(n=16, seed=0):
     return x, torch.stack([x[:, 0] * x[:, 1], torch.sin(x[:, 0])], 1)
 
 
+def test_registry_order_puts_registered_methods_first_in_registration_order():
+    from composedft.methods import registry_order
+    assert list(METHODS).index("direct") < list(METHODS).index("standard") < list(METHODS).index("bt")
+    got = registry_order(["zeta", "bt", "standard", "alpha", "direct", "bt"])
+    assert got == ["direct", "standard", "bt", "zeta", "alpha"]  # repeats dropped, unknown names keep their order
+    assert registry_order([]) == []
+
+
 def test_registry_has_the_built_in_methods():
     names = ("direct", "standard", "composed", "posthoc", "standard+posthoc", "direct+posthoc", "composed-base")
     assert set(names) <= set(METHODS)

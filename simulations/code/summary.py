@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from composedft.io import DataFileError, read_csv, read_jsonl
+from composedft.methods import registry_order
 from composedft.runs import RunDir
 from composedft.stats import mean_ci, wilson_ci
 
@@ -123,7 +124,7 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     check_same_config({f: c for f, (c, _) in loaded.items()})
     seeds = [v for _, v in loaded.values()]
     splits = sorted({s for v in seeds for s in v})
-    methods = [m for m in dict.fromkeys(m for v in seeds for s in splits for m in v.get(s, {}))]
+    methods = registry_order(m for v in seeds for s in splits for m in v.get(s, {}))
     lines = [f"seeds: {len(seeds)} ({', '.join(str(c.get('seed')) for c, _ in loaded.values())})", "",
              "| method | seeds | " + " | ".join(f"{s} exec acc [95% CI]" for s in splits) + " |",
              "|---|---|" + "---|" * len(splits)]
