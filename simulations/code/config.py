@@ -208,7 +208,7 @@ def finetuning_only(name: str) -> bool:
 
 
 # fields split off an older one: a config.json written before the split had Π use the older
-# field's value (Π's attention and FFN dropout were f's until the sanstype-cpu v5 experiment)
+# field's value (until 2026-12-03 Π's attention and FFN dropout were f's fields)
 SPLIT_FIELDS = {"denoiser_attn_dropout": "attn_dropout", "denoiser_relu_dropout": "relu_dropout"}
 
 
@@ -282,6 +282,8 @@ TOY = replace(
 # Every fine-tuning stage stops at its 4,000-step cap or earlier by patience (composed: val NLL).
 # Composed starts from the standard f (the reference's choice) at a 3x lower learning rate and
 # gets 150 steps of 16 inputs x 4 samples, its step costing ~7 standard steps.
+# (A seed-0 probe at composed_lr 3e-5 did better on test, for composed and bt+composed, and f's
+# attn/relu dropout 0.2 lifted val accuracy: paper_repro.md §3; both to be chosen on validation.)
 # Back-translation: g (from Π, 1,000 steps) and bt as standard, on 2,000 back-translated programs.
 SANSTYPE_CPU = replace(
     TOY, n_val=200, n_test_id=500, n_test_ood=500, n_unlabeled=20000,
