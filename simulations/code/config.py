@@ -216,8 +216,10 @@ def completed_config(old: dict) -> dict:
     """A run folder's ``config.json`` fields, completed with the fields added after it was written:
     a split-off field (:data:`SPLIT_FIELDS`) takes the value of the field it was split from, any
     other new field its default (which it had then)."""
-    new_fields = {k: v for k, v in cfg_to_dict(CodeConfig()).items() if k not in old}
-    return {**{k: old.get(SPLIT_FIELDS.get(k, ""), v) for k, v in new_fields.items()}, **old}
+    def then(field: str, default):  # the value a field absent from ``old`` had when it was written
+        parent = SPLIT_FIELDS.get(field)
+        return old[parent] if parent in old else default
+    return {**{k: then(k, v) for k, v in cfg_to_dict(CodeConfig()).items() if k not in old}, **old}
 
 
 def model_config(cfg: CodeConfig, vocab_size: int, *, denoiser: bool = False) -> ModelConfig:
