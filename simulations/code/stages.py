@@ -36,6 +36,7 @@ from . import seq2seq_train as T
 from .augment import augment_pairs
 from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
+from .composed_select import train_over_grid
 from .exec_acc import exec_accuracy
 from .model import Seq2SeqTransformer, count_parameters
 from .stage_data import load_tokenizer, read_pairs, source_text, tokenizer_info
@@ -136,17 +137,20 @@ def train_config(ctx: Context, name: str, *, steps: int, lr: float, warmup: int,
 
 
 def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.Corpus, *, steps: int, lr: float,
-         warmup: int, batch_size: int, eval_fn=None, save=None, select_metric: str = "val_nll") -> dict:
+         warmup: int, batch_size: int, eval_fn=None, save=None, select_metric: str = "val_nll",
+         store: str = "") -> dict:
     """Train one stage with :func:`composedft.train.train` (through :func:`T.fit` for DDP) and
     save the selected model's weights (``save``: the module to save, default ``model``) to
-    ``models/<name>.pt``. Only rank 0 evaluates and keeps ``stages/<name>/``; other ranks keep
-    their own resume state in ``stages/<name>/rank<r>/``."""
+    ``models/<store>.pt``. Only rank 0 evaluates and keeps ``stages/<store>/``; other ranks keep
+    their own resume state in ``stages/<store>/rank<r>/``. ``store`` defaults to ``name``; the
+    seeds always come from ``name`` (the candidates of a learning-rate grid share them)."""
     cfg, rank = ctx.cfg, ctx.dist.rank
+    store = store or name
     target = model if save is None else save
     if eval_fn is None:
         eval_fn = lambda m: {"val_nll": T.mean_nll(target, val, cfg.decode_batch_size, ctx.device, cfg.amp)}  # noqa: E731
     tokens = [0]
-    run_dir = ctx.rd.stage_dir(name)
+    run_dir = ctx.rd.stage_dir(store)
     tc = train_config(ctx, name, steps=steps, lr=lr, warmup=warmup, batch_size=batch_size, select_metric=select_metric)
     window = T.DEFAULT_WINDOW if name == "denoiser" else cfg.bucket_window  # Π's corpus spans many windows
     res = T.fit(model, loss_fn, batch_fn_for(ctx, corpus, batch_size, derive_seed(stage_seed(cfg, name), name, "batches"),
@@ -154,13 +158,13 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
                 tc, eval_fn=eval_fn if rank == 0 else None, world=ctx.dist.world,
                 run_dir=run_dir if rank == 0 else run_dir / f"rank{rank}")
     for h in res.history:
-        ctx.log(f"  [{name}] step {int(h['step']):>6} train_loss={h['train_loss']:.4f} val_nll={h['val_nll']:.4f}"
+        ctx.log(f"  [{store}] step {int(h['step']):>6} train_loss={h['train_loss']:.4f} val_nll={h['val_nll']:.4f}"
                 + (f" val_exec={h['val_exec']:.3f}" if "val_exec" in h else ""))
     # the selected evaluation's val NLL, whatever selected it
     sel = next((h for h in res.history if h["step"] == res.best_step), None)
     best = sel["val_nll"] if sel is not None else float("nan")
     if rank == 0:
-        ctx.rd.save_model(name, {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
+        ctx.rd.save_model(store, {"model": target.state_dict(), "best_val_nll": best, "best_step": res.best_step})
     barrier(ctx.dist)
     extra = {"best_val_exec": round(sel["val_exec"], 4)} if sel is not None and "val_exec" in sel else {}
     return {"steps": steps, "steps_run": res.step, "stopped_early": res.stopped_early,
@@ -257,6 +261,28 @@ def stage_method(ctx: Context, name: str):
                          select_metric=metric, **hp)
     denoiser = freeze(load_model(ctx, "denoiser", vocab, denoiser=True))
     before = {k: v.clone() for k, v in denoiser.state_dict().items()}
+
+    def train_one(lr: float, store: str) -> dict | None:
+        if ctx.rd.model_path(store).exists():
+            return None
+        return _fit_composed(ctx, name, vocab, denoiser, init, corpus, val, with_smart, scfg, smart_seed,
+                             {**hp, "lr": lr}, store)
+
+    if c.composed_lr_grid:
+        info = train_over_grid(ctx, name, vocab, denoiser, train_one, lambda store: load_model(ctx, store, vocab))
+    else:
+        info = train_one(hp["lr"], name)
+    unchanged = all(torch.equal(before[k], v) for k, v in denoiser.state_dict().items())
+    if not unchanged:  # the core's freeze() guarantees this; a failure here is a bug, not noise
+        raise RuntimeError(f"method '{name}' changed the frozen denoiser")
+    return {**info, "init": init, "denoiser_unchanged": unchanged}
+
+
+def _fit_composed(ctx: Context, name: str, vocab, denoiser, init: str, corpus, val, with_smart: bool, scfg,
+                  smart_seed: int, hp: dict, store: str) -> dict:
+    """One composed-objective training of method ``name`` (f from ``init``, Π frozen) at ``hp``,
+    saved as ``models/<store>.pt``."""
+    c = ctx.cfg
     base_predictor = _initial_f(ctx, vocab, name, init, denoiser)
     model = ComposedSequence(base_predictor, denoiser)
     obj = C.ComposedObjective(estimator=c.composed_estimator, k=c.composed_k, baseline=c.composed_baseline, lam=c.composed_lambda,
@@ -274,9 +300,5 @@ def stage_method(ctx: Context, name: str):
             loss = loss + scfg.lambda_s * T.smart_term(mod.base_predictor, batch, scfg, smart_seed, amp=c.amp)
         return loss, stats
 
-    info = fit_stage(ctx, name, model, loss_fn, corpus, val,
-                     batch_size=c.composed_batch_size, eval_fn=eval_fn, save=base_predictor, **hp)
-    unchanged = all(torch.equal(before[k], v) for k, v in denoiser.state_dict().items())
-    if not unchanged:  # the core's freeze() guarantees this; a failure here is a bug, not noise
-        raise RuntimeError(f"method '{name}' changed the frozen denoiser")
-    return {**info, "init": init, "denoiser_unchanged": unchanged}
+    return fit_stage(ctx, name, model, loss_fn, corpus, val, batch_size=c.composed_batch_size, eval_fn=eval_fn,
+                     save=base_predictor, store=store, **hp)
