@@ -82,6 +82,18 @@ def accuracy_rows(seeds: list[dict[str, dict[str, dict[str, int]]]]) -> list[dic
     return rows
 
 
+def tick_labels(rows: list[dict]) -> list[str]:
+    """One label per method (first-appearance order). When methods have different seed counts
+    (e.g. bt run on one seed, the others on three), each label says its method's count, so that a
+    one-seed Wilson bar is not read as a mean over seeds."""
+    n = {}
+    for r in rows:
+        n[r["method"]] = max(n.get(r["method"], 0), r["n_seeds"])
+    if len(set(n.values())) <= 1:
+        return list(n)
+    return [f"{m}\n({k} seed{'s' if k != 1 else ''})" for m, k in n.items()]
+
+
 def plot_accuracy(rows: list[dict], ax=None):
     """Bars: mean execution accuracy per method, hue = split; whiskers: the rows' intervals (drawn
     clipped to [0, 1]); dots: the seeds' accuracies when there are several."""
@@ -102,14 +114,16 @@ def plot_accuracy(rows: list[dict], ax=None):
         if r["n_seeds"] > 1:
             pts = np.asarray(r["seed_accs"])
             ax.scatter(x + np.linspace(-width / 4, width / 4, pts.size), pts, s=7, color="k", zorder=3)
-    ax.set_xticks(range(len(methods)), methods, rotation=20, fontsize=8)
+    ax.set_xticks(range(len(methods)), tick_labels(rows), rotation=20, fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("execution accuracy")
     kinds = sorted({r["interval"] for r in rows})
-    n_seeds = max((r["n_seeds"] for r in rows), default=0)
+    counts = sorted({r["n_seeds"] for r in rows})
     what = {T_KIND: "mean over seeds, 95% t-interval, dots = seeds",
             WILSON_KIND: "95% Wilson interval over programs"}
-    ax.set_title(f"pseudocode-to-code execution accuracy, {n_seeds} seed(s): " + "; ".join(what[k] for k in kinds))
+    seeds = (f"{counts[0]} seed(s)" if len(counts) == 1 else
+             f"{counts[0]}-{counts[-1]} seeds (per method under its name)")
+    ax.set_title(f"pseudocode-to-code execution accuracy, {seeds}: " + "; ".join(what[k] for k in kinds))
     ax.legend(title="split", loc="upper right")
     fig.tight_layout()
     return fig, ax

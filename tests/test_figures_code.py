@@ -181,3 +181,12 @@ def test_fix_figure_shades_exactly_the_changed_statements(tmp_path):
     assert _shaded(axes[1]) == []
     pieces = _shaded(axes[2])
     assert len(pieces) > 1 and " ".join(p.strip() for p in pieces) == long
+
+
+def test_tick_labels_name_the_seed_count_only_when_methods_differ_in_it():
+    def row(m, split, n):
+        return {"method": m, "split": split, "n_seeds": n}
+    same = [row("standard", "id", 3), row("standard", "ood", 3), row("composed", "id", 3)]
+    assert F.tick_labels(same) == ["standard", "composed"]
+    mixed = [row("standard", "id", 3), row("standard", "ood", 3), row("bt", "id", 1), row("bt", "ood", 1)]
+    assert F.tick_labels(mixed) == ["standard\n(3 seeds)", "bt\n(1 seed)"]
