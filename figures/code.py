@@ -98,8 +98,8 @@ def plot_accuracy(rows: list[dict], ax=None):
     """Bars: mean execution accuracy per method, hue = split; whiskers: the rows' intervals (drawn
     clipped to [0, 1]); dots: the seeds' accuracies when there are several."""
     style.apply()
-    fig, ax = plt.subplots(figsize=(7.2, 3.2)) if ax is None else (ax.figure, ax)
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(7.2, 1.05 * len(methods)), 3.6)) if ax is None else (ax.figure, ax)
     splits = list(dict.fromkeys(r["split"] for r in rows))
     width = 0.8 / max(len(splits), 1)
     labelled: set[str] = set()
@@ -123,7 +123,7 @@ def plot_accuracy(rows: list[dict], ax=None):
             WILSON_KIND: "95% Wilson interval over programs"}
     seeds = (f"{counts[0]} seed(s)" if len(counts) == 1 else
              f"{counts[0]}-{counts[-1]} seeds (per method under its name)")
-    ax.set_title(f"pseudocode-to-code execution accuracy, {seeds}: " + "; ".join(what[k] for k in kinds))
+    ax.set_title(f"pseudocode-to-code execution accuracy, {seeds}\n" + "; ".join(what[k] for k in kinds), fontsize=9)
     ax.legend(title="split", loc="upper right")
     fig.tight_layout()
     return fig, ax
