@@ -102,8 +102,10 @@ def test_finetuning_only_fields_do_not_change_the_denoiser(tmp_path):
         v = getattr(base, f.name)
         if not finetuning_only(f.name) or f.name in ("methods", "seed") or isinstance(v, (bool, str)):
             continue
-        changed[f.name] = v + 1 if isinstance(v, int) else v * 0.5 + 0.01
-    assert {"dropout", "attn_dropout", "relu_dropout", "standard_steps", "composed_k", "patience"} <= set(changed)
+        changed[f.name] = (v + 1 if isinstance(v, int) else v * 0.5 + 0.01 if isinstance(v, float)
+                           else tuple(x * 0.5 + 0.01 for x in v) + (1e-3,))  # composed_lr_grid
+    assert {"dropout", "attn_dropout", "relu_dropout", "standard_steps", "composed_k", "patience",
+            "composed_lr_grid"} <= set(changed)
     outs = []
     for i, kw in enumerate(({}, changed)):
         out = tmp_path / f"r{i}"
