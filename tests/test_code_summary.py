@@ -121,3 +121,17 @@ def test_one_seed_accuracy_gets_the_wilson_interval_over_programs(tmp_path):
     h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert f"| standard | 1 | 0.650 [{c - h:.3f}, {c + h:.3f}]* |" in text
     assert "one seed: 95% Wilson interval over programs" in text
+
+
+def test_the_composed_rate_chosen_on_validation_is_printed_per_seed(tmp_path):
+    v = {"id": {"standard": [1, 0], "composed": [1, 1], "bt+composed": [0, 1]}}
+    a, b = _seed_folder(tmp_path, 0, v), _seed_folder(tmp_path, 1, v)
+    atomic_write_json(a / "manifest.json", {"stages": {"bt+composed": {"selected_lr": 1e-4},
+                                                       "composed": {"selected_lr": 3e-5, "lr_grid": []},
+                                                       "standard": {"best_step": 2}}})
+    text = S.summarize([a, b], n_boot=200)
+    assert "chosen on validation (composed_lr_grid): seed 0: composed 3e-05, bt+composed 0.0001\n" in text
+    assert "seed 1:" not in text  # no manifest: nothing claimed
+    assert S.selected_rates(b) == {} and S.selected_rates(a) == {"composed": 3e-5, "bt+composed": 1e-4}
+    atomic_write_json(a / "manifest.json", {"stages": {"composed": {"best_step": 3}}})
+    assert "composed_lr_grid" not in S.summarize([a, b], n_boot=200)  # a fixed rate: no line

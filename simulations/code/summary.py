@@ -12,6 +12,9 @@ method) or, in a full run folder, from ``predictions/<method>_<split>.jsonl``. P
    each seed, programs (the same programs for both methods: paired), and the relative gain
    (acc_a - acc_b) / acc_b, the paper's terms (docs/experiments.md §3).
 
+When a seed's ``manifest.json`` records a composed learning rate chosen on validation
+(``composed_lr_grid``), a line before the table says which rate each seed's composed stages used.
+
 Folders made with different configurations (other than the seed and run-only fields) are refused
 with a message naming the folder and the field, so seeds of two presets or tokenizers never mix.
 """
@@ -28,7 +31,7 @@ from composedft.methods import registry_order
 from composedft.runs import RunDir
 from composedft.stats import mean_ci, wilson_ci
 
-__all__ = ["COMPARISONS", "load_seed", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
+__all__ = ["COMPARISONS", "load_seed", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
@@ -66,6 +69,21 @@ def load_seed(folder: str | Path) -> tuple[dict, dict[str, dict[str, dict[str, i
     if not verdicts:
         raise DataFileError(f"{folder}: no verdicts.csv and no predictions/*.jsonl (run the evaluate stage first)")
     return cfg, verdicts
+
+
+def selected_rates(folder: str | Path) -> dict[str, float]:
+    """``{method: rate}`` for the composed stages of a seed folder whose learning rate was chosen
+    on validation (``composed_lr_grid``; the manifest's ``selected_lr``); {} without a manifest."""
+    path = Path(folder) / "manifest.json"
+    if not path.exists():
+        return {}
+    from composedft.io import read_json
+    stages = read_json(path).get("stages", {})
+    return {m: rec["selected_lr"] for m, rec in stages.items() if isinstance(rec, dict) and "selected_lr" in rec}
+
+
+def registry_sorted(rates: dict[str, float]) -> list[tuple[str, float]]:
+    return [(m, rates[m]) for m in registry_order(rates)]
 
 
 def check_same_config(configs: dict[str, dict]) -> None:
@@ -128,6 +146,11 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     lines = [f"seeds: {len(seeds)} ({', '.join(str(c.get('seed')) for c, _ in loaded.values())})", "",
              "| method | seeds | " + " | ".join(f"{s} exec acc [95% CI]" for s in splits) + " |",
              "|---|---|" + "---|" * len(splits)]
+    chosen = {f: selected_rates(f) for f in loaded}
+    if any(chosen.values()):  # the rate is part of the result: a reader must see which one was used
+        lines[1:1] = ["composed learning rate chosen on validation (composed_lr_grid): " + "; ".join(
+            f"seed {loaded[f][0].get('seed')}: " + ", ".join(f"{m} {lr:g}" for m, lr in registry_sorted(r))
+            for f, r in chosen.items() if r), ""]
     for m in methods:
         cells = []
         for s in splits:
