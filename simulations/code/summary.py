@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composedft.io import DataFileError, read_csv, read_jsonl
+from composedft.io import DataFileError, read_csv, read_json, read_jsonl
 from composedft.methods import registry_order
 from composedft.runs import RunDir
 from composedft.stats import mean_ci, wilson_ci
@@ -77,13 +77,8 @@ def selected_rates(folder: str | Path) -> dict[str, float]:
     path = Path(folder) / "manifest.json"
     if not path.exists():
         return {}
-    from composedft.io import read_json
     stages = read_json(path).get("stages", {})
     return {m: rec["selected_lr"] for m, rec in stages.items() if isinstance(rec, dict) and "selected_lr" in rec}
-
-
-def registry_sorted(rates: dict[str, float]) -> list[tuple[str, float]]:
-    return [(m, rates[m]) for m in registry_order(rates)]
 
 
 def check_same_config(configs: dict[str, dict]) -> None:
@@ -149,7 +144,7 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     chosen = {f: selected_rates(f) for f in loaded}
     if any(chosen.values()):  # the rate is part of the result: a reader must see which one was used
         lines[1:1] = ["composed learning rate chosen on validation (composed_lr_grid): " + "; ".join(
-            f"seed {loaded[f][0].get('seed')}: " + ", ".join(f"{m} {lr:g}" for m, lr in registry_sorted(r))
+            f"seed {loaded[f][0].get('seed')}: " + ", ".join(f"{m} {r[m]:g}" for m in registry_order(r))
             for f, r in chosen.items() if r), ""]
     for m in methods:
         cells = []
