@@ -16,8 +16,9 @@ marks the stage done. The stage's manifest record lists every candidate.
 """
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
+
+from composedft.io import atomic_write_bytes
 
 from .context import Context, barrier, read_examples
 from .exec_acc import exec_accuracy
@@ -68,12 +69,9 @@ def train_over_grid(ctx: Context, method: str, vocab, denoiser, train_one: Calla
             row["val_exec"] = round(out["acc"], 4)
             ctx.log(f"  [{method}] lr={lr:g} val_exec(Π∘f)={row['val_exec']:.3f} val_nll={row['best_val_nll']:.4f}")
         rows.append(row)
+    chosen = select_rate(rows) if ctx.dist.rank == 0 else rows[0]  # only rank 0 scored the candidates
     if ctx.dist.rank == 0:
-        best = select_rate(rows)
         # the copy marks the stage done, so it is atomic (a half-written models/<method>.pt would not be)
-        tmp = ctx.rd.model_path(method).with_name(f"{method}.pt.part")
-        shutil.copyfile(ctx.rd.model_path(candidate_name(method, best["lr"])), tmp)
-        tmp.replace(ctx.rd.model_path(method))
+        atomic_write_bytes(ctx.rd.model_path(method), ctx.rd.model_path(candidate_name(method, chosen["lr"])).read_bytes())
     barrier(ctx.dist)
-    chosen = select_rate(rows) if ctx.dist.rank == 0 else rows[0]
     return {**infos[chosen["lr"]], "selected_lr": chosen["lr"], "selected_on": "val_exec of Π∘f", "lr_grid": rows}
