@@ -8,7 +8,7 @@ import torch
 
 from composedft.config import ConfigError
 from composedft.io import load_checkpoint
-from simulations.code import composed_select, pipeline
+from simulations.code import exec_acc, pipeline
 from simulations.code.composed_select import candidate_name, select_rate
 
 from test_code_pipeline_stages import tiny_cfg, write_tiny_data
@@ -43,7 +43,7 @@ def _run_grid(tmp_path, monkeypatch, scripted):
         acc = scripted[len(calls) - 1]
         return {"acc": acc, "n": 4, "ok": round(4 * acc)}
 
-    monkeypatch.setattr(composed_select, "exec_accuracy", fake_exec_accuracy)
+    monkeypatch.setattr(exec_acc, "exec_accuracy", fake_exec_accuracy)
     monkeypatch.setattr("simulations.code.evaluator.Evaluator", lambda **kw: None)  # no g++ needed
     write_tiny_data(tmp_path)
     cfg = tiny_cfg(composed_lr_grid=GRID, composed_steps=3, methods=("standard", "composed"))

@@ -10,7 +10,7 @@ import torch
 from composedft.config import apply_overrides
 from composedft.io import CheckpointError, atomic_write_json, atomic_write_jsonl, load_checkpoint
 from composedft.runs import RunDir
-from simulations.code import context, pipeline, stage_data, stage_eval, stages
+from simulations.code import context, exec_acc, pipeline, stage_data, stage_eval, stages
 from simulations.code.config import PRESETS
 from simulations.code.corrupt import corrupt_sanstype
 from simulations.code.data import Example, TestCase
@@ -354,7 +354,7 @@ def test_select_on_exec_keeps_the_checkpoint_of_the_highest_val_accuracy(tmp_pat
         assert len(examples) == 4 and not f.training  # the val split, f in eval mode
         return {"acc": acc, "n": 4, "ok": round(4 * acc)}
 
-    monkeypatch.setattr(stages, "exec_accuracy", fake_exec_accuracy)
+    monkeypatch.setattr(exec_acc, "exec_accuracy", fake_exec_accuracy)
     monkeypatch.setattr("simulations.code.evaluator.Evaluator", lambda **kw: None)  # no g++ needed
     write_tiny_data(tmp_path)
     cfg = tiny_cfg(select_on="exec", standard_steps=10, eval_every=2, patience=patience)

@@ -20,9 +20,8 @@ from collections.abc import Callable
 
 from composedft.io import atomic_write_bytes
 
-from .context import Context, barrier, read_examples
-from .exec_acc import exec_accuracy
-from .stage_data import tokenizer_info
+from .context import Context, barrier
+from .exec_acc import val_exec_scorer
 
 __all__ = ["candidate_name", "select_rate", "train_over_grid"]
 
@@ -49,9 +48,7 @@ def train_over_grid(ctx: Context, method: str, vocab, denoiser, train_one: Calla
     stage record of the chosen candidate with ``selected_lr`` and ``lr_grid`` (one row per rate:
     lr, val_exec, best_val_nll, steps_run)."""
     c = ctx.cfg
-    examples = read_examples(ctx.rd.data_path("val.jsonl"))
-    max_len = tokenizer_info(ctx)["max_decode_len"]
-    evaluator = None
+    score = val_exec_scorer(ctx, vocab) if ctx.dist.rank == 0 else None
     rows, infos = [], {}
     for lr in c.composed_lr_grid:
         store = candidate_name(method, lr)
@@ -61,12 +58,7 @@ def train_over_grid(ctx: Context, method: str, vocab, denoiser, train_one: Calla
         row = {"lr": lr, "best_val_nll": round(float(ck["best_val_nll"]), 4),
                "steps_run": (info or {}).get("steps_run")}
         if ctx.dist.rank == 0:
-            if evaluator is None:
-                from .evaluator import Evaluator  # g++ and the sandbox only when programs run
-
-                evaluator = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
-            out = exec_accuracy(c, vocab, load_f(store), examples, max_len, denoiser=denoiser, evaluator=evaluator)
-            row["val_exec"] = round(out["acc"], 4)
+            row["val_exec"] = round(score(load_f(store), denoiser=denoiser), 4)
             ctx.log(f"  [{method}] lr={lr:g} val_exec(Π∘f)={row['val_exec']:.3f} val_nll={row['best_val_nll']:.4f}")
         rows.append(row)
     chosen = select_rate(rows) if ctx.dist.rank == 0 else rows[0]  # only rank 0 scored the candidates

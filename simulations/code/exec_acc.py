@@ -9,13 +9,14 @@ over-confident (docs/code-pipeline.md §10).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import seq2seq_train as T
+from .context import read_examples
 from .data import Example, tgt_to_code
-from .stage_data import encode_sources
+from .stage_data import encode_sources, tokenizer_info
 
-__all__ = ["exec_accuracy"]
+__all__ = ["exec_accuracy", "val_exec_scorer"]
 
 
 def exec_accuracy(cfg, tok, f, examples: Sequence[Example], max_len: int, *, denoiser=None, beam: int = 1,
@@ -40,3 +41,24 @@ def exec_accuracy(cfg, tok, f, examples: Sequence[Example], max_len: int, *, den
     ok = sum(r["status"] == "ok" for r in records)
     return {"acc": ok / len(records), "n": len(records), "ok": ok, "codes": codes, "records": records,
             "summary": summary}
+
+
+def val_exec_scorer(ctx, tok) -> Callable[..., float]:
+    """``score(f, denoiser=None) -> acc``: greedy execution accuracy on the run's validation programs.
+
+    The one validation measurement of the training stages (``select_on="exec"`` checkpoints and the
+    composed rate grid, :mod:`.composed_select`): ``val.jsonl`` is read once, and one evaluator is
+    built on the first call (g++ and the sandbox only when programs run), so its compile cache spans
+    every validation of the stage."""
+    c = ctx.cfg
+    examples = read_examples(ctx.rd.data_path("val.jsonl"))
+    max_len = tokenizer_info(ctx)["max_decode_len"]
+    evaluator = None
+
+    def score(f, denoiser=None) -> float:
+        nonlocal evaluator
+        if evaluator is None:
+            from .evaluator import Evaluator
+            evaluator = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
+        return exec_accuracy(c, tok, f, examples, max_len, denoiser=denoiser, evaluator=evaluator)["acc"]
+    return score

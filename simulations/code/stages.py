@@ -37,7 +37,7 @@ from .augment import augment_pairs
 from .config import model_config, stage_seed
 from .context import Context, RunFolderError, barrier, read_examples
 from .composed_select import train_over_grid
-from .exec_acc import exec_accuracy
+from .exec_acc import val_exec_scorer
 from .model import Seq2SeqTransformer, count_parameters
 from .stage_data import load_tokenizer, read_pairs, source_text, tokenizer_info
 
@@ -175,17 +175,11 @@ def fit_stage(ctx: Context, name: str, model, loss_fn, corpus: T.Corpus, val: T.
 
 def _exec_eval_fn(ctx: Context, vocab, f, val: T.Corpus):
     """Validation of a ``select_on="exec"`` stage: val token NLL and val greedy execution accuracy
-    (:func:`.exec_acc.exec_accuracy`; one evaluator, so its compile cache spans the validations)."""
-    from .evaluator import Evaluator
-
-    c = ctx.cfg
-    examples = read_examples(ctx.rd.data_path("val.jsonl"))
-    evaluator = Evaluator(workers=c.eval_workers or None, time_limit_s=c.time_limit_s)
-    max_len = tokenizer_info(ctx)["max_decode_len"]
+    (:func:`.exec_acc.val_exec_scorer`)."""
+    c, score = ctx.cfg, val_exec_scorer(ctx, vocab)
 
     def eval_fn(_model) -> dict:
-        out = exec_accuracy(c, vocab, f, examples, max_len, evaluator=evaluator)
-        return {"val_nll": T.mean_nll(f, val, c.decode_batch_size, ctx.device, c.amp), "val_exec": out["acc"]}
+        return {"val_nll": T.mean_nll(f, val, c.decode_batch_size, ctx.device, c.amp), "val_exec": score(f)}
     return eval_fn
 
 
