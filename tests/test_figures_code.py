@@ -154,6 +154,20 @@ def test_accuracy_table_several_seeds_is_a_t_interval_over_seeds(tmp_path):
         assert (r["n_seeds"], r["n_programs"], r["interval"]) == ("3", "36", F.T_KIND)
 
 
+def test_folders_of_one_seed_are_one_seed_in_the_accuracy_table(tmp_path):
+    """Seed 0's bt verdicts in a second folder: bt counts one seed (Wilson), standard two (t)."""
+    std = {0: [1, 0, 1, 1], 1: [0, 0, 1, 1]}
+    _verdict_run(tmp_path / "s0", 0, {s: {"standard": std[0]} for s in F.SPLITS})
+    _verdict_run(tmp_path / "s0-bt", 0, {s: {"bt": [1, 1, 1, 0]} for s in F.SPLITS})
+    _verdict_run(tmp_path / "s1", 1, {s: {"standard": std[1]} for s in F.SPLITS})
+    assert figures_main(["code", *(str(tmp_path / d) for d in ("s0", "s0-bt", "s1")), "--out", str(tmp_path / "f")]) == 0
+    table = _read_table(tmp_path / "f" / "code_accuracy.csv")
+    assert (table["bt", "id"]["n_seeds"], table["bt", "id"]["interval"]) == ("1", F.WILSON_KIND)
+    assert float(table["bt", "id"]["mean"]) == pytest.approx(0.75)
+    assert (table["standard", "ood"]["n_seeds"], table["standard", "ood"]["interval"]) == ("2", F.T_KIND)
+    assert float(table["standard", "ood"]["mean"]) == pytest.approx(np.mean([np.mean(std[0]), np.mean(std[1])]))
+
+
 def test_bad_folder_is_a_one_line_error(tmp_path, capsys):
     assert figures_main(["code", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err

@@ -1,6 +1,9 @@
 """``python -m simulations.code summary DIR [DIR ...]``: accuracies over seeds, paired comparisons.
 
-Each DIR is one seed's run folder (or a committed copy of its small files): ``config.json`` and
+Each DIR is one seed's run folder (or a committed copy of its small files), or one part of it:
+folders with the same seed are joined, so methods run later or on another machine (in a folder of
+their own, ``--shared-from`` the same Π) add to that seed; a method found in two folders of one
+seed, or parts whose test programs differ, are refused. A folder holds ``config.json`` and
 per-program verdicts, read from ``verdicts.csv`` (one row per (split, id), a 0/1 column per
 method) or, in a full run folder, from ``predictions/<method>_<split>.jsonl``. Prints Markdown:
 
@@ -31,7 +34,7 @@ from composedft.methods import registry_order
 from composedft.runs import RunDir
 from composedft.stats import mean_ci, wilson_ci
 
-__all__ = ["COMPARISONS", "load_seed", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
+__all__ = ["COMPARISONS", "load_seed", "join_seeds", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
@@ -69,6 +72,30 @@ def load_seed(folder: str | Path) -> tuple[dict, dict[str, dict[str, dict[str, i
     if not verdicts:
         raise DataFileError(f"{folder}: no verdicts.csv and no predictions/*.jsonl (run the evaluate stage first)")
     return cfg, verdicts
+
+
+def join_seeds(loaded: dict[str, tuple[dict, dict]]) -> dict[int, tuple[list[str], dict]]:
+    """``{seed: (folders, verdicts)}``: the verdicts of the folders of one seed, joined method by
+    method (``loaded`` maps a folder to :func:`load_seed`'s pair; order kept)."""
+    out: dict[int, tuple[list[str], dict]] = {}
+    owner: dict[tuple[int, str, str], str] = {}  # (seed, split, method) -> the folder that has it
+    for folder, (cfg, verdicts) in loaded.items():
+        folders, joined = out.setdefault(cfg.get("seed"), ([], {}))
+        for split, by_method in verdicts.items():
+            have = joined.setdefault(split, {})
+            for method, v in by_method.items():
+                key = (cfg.get("seed"), split, method)
+                if key in owner:
+                    raise DataFileError(f"{folder}: method '{method}' ({split}) of seed {key[0]} is also in "
+                                        f"{owner[key]}; give each method of a seed once")
+                other = next(iter(have.items()), None)
+                if other and set(other[1]) != set(v):
+                    raise DataFileError(f"{folder}: the {split} programs of '{method}' differ from those of "
+                                        f"'{other[0]}' in {owner[(key[0], split, other[0])]} (same seed, other test set?)")
+                owner[key] = folder
+                have[method] = v
+        folders.append(folder)
+    return out
 
 
 def selected_rates(folder: str | Path) -> dict[str, float]:
@@ -135,17 +162,19 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     """The Markdown report of the module docstring."""
     loaded = {str(f): load_seed(f) for f in folders}
     check_same_config({f: c for f, (c, _) in loaded.items()})
-    seeds = [v for _, v in loaded.values()]
+    joined = join_seeds(loaded)
+    seeds = [v for _, v in joined.values()]
     splits = sorted({s for v in seeds for s in v})
     methods = registry_order(m for v in seeds for s in splits for m in v.get(s, {}))
-    lines = [f"seeds: {len(seeds)} ({', '.join(str(c.get('seed')) for c, _ in loaded.values())})", "",
+    parts = "".join(f"; seed {k}: {', '.join(fs)}" for k, (fs, _) in joined.items() if len(fs) > 1)
+    lines = [f"seeds: {len(seeds)} ({', '.join(str(k) for k in joined)}){parts}", "",
              "| method | seeds | " + " | ".join(f"{s} exec acc [95% CI]" for s in splits) + " |",
              "|---|---|" + "---|" * len(splits)]
-    chosen = {f: selected_rates(f) for f in loaded}
+    chosen = {k: {m: r for f in fs for m, r in selected_rates(f).items()} for k, (fs, _) in joined.items()}
     if any(chosen.values()):  # the rate is part of the result: a reader must see which one was used
         lines[1:1] = ["composed learning rate chosen on validation (composed_lr_grid): " + "; ".join(
-            f"seed {loaded[f][0].get('seed')}: " + ", ".join(f"{m} {r[m]:g}" for m in registry_order(r))
-            for f, r in chosen.items() if r), ""]
+            f"seed {k}: " + ", ".join(f"{m} {r[m]:g}" for m in registry_order(r))
+            for k, r in chosen.items() if r), ""]
     for m in methods:
         cells = []
         for s in splits:
@@ -179,7 +208,7 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m simulations.code summary", description=__doc__.split("\n\n")[0])
-    p.add_argument("folders", nargs="+", help="one run folder (or committed results folder) per seed")
+    p.add_argument("folders", nargs="+", help="run folders (or committed results folders), one or more per seed")
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates (default %(default)s)")
     ns = p.parse_args(argv)
     if ns.n_boot < 100:
