@@ -50,8 +50,24 @@ def git_commit(root: str | os.PathLike | None = None) -> dict[str, Any]:
     return {"commit": sha, "dirty": dirty if sha else None}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; else ``platform.processor()``), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment_info() -> dict[str, Any]:
-    """Versions of python, the package and its main libraries, and the host."""
+    """Versions of python, the package and its main libraries, and the host.
+
+    The CPU model and torch's CPU kernel level (``cpu_capability``: AVX2, AVX512, ...) are
+    recorded because float results of a CPU run depend on them: the same seed and thread count
+    gave bit-identical Π training on two VMs and different curves on a third (paper_repro.md §3).
+    """
     import numpy
     import scipy
     import torch
@@ -66,6 +82,8 @@ def environment_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

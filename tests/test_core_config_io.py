@@ -202,6 +202,8 @@ def test_run_dir_writes_config_and_manifest(tmp_path):
     m = read_json(tmp_path / "run" / "manifest.json")
     assert m["seed"] == 4 and m["device"] == "cpu" and m["note"] == "x" and m["wall_time_s"] >= 0
     assert m["environment"]["torch"] == torch.__version__ and "commit" in m["environment"]
+    # float results depend on the CPU kernels torch picks: the manifest names them
+    assert m["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     run.write_manifest(seed=5)
     m2 = read_json(tmp_path / "run" / "manifest.json")
     assert m2["seed"] == 5 and m2["device"] == "cpu" and m2["note"] == "x"  # updated, not lost
