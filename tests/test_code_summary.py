@@ -180,3 +180,21 @@ def test_the_rates_of_a_seeds_parts_are_printed_together(tmp_path):
     atomic_write_json(a / "manifest.json", {"stages": {"composed": {"selected_lr": 3e-5}}})
     atomic_write_json(b / "manifest.json", {"stages": {"composed-denoiser-init": {"selected_lr": 3e-4}}})
     assert "(composed_lr_grid): seed 0: composed 3e-05, composed-denoiser-init 0.0003\n" in S.summarize([a, b], n_boot=100)
+
+
+def test_folders_with_different_denoiser_curves_are_named(tmp_path):
+    """Π's validation curve is the saved trace of Π: equal text, one Π; other text, a line naming
+    which folders share which Π (and no line when all agree)."""
+    a = _part(tmp_path, "a", 0, {"id": {"standard": [1, 0]}})
+    b = _part(tmp_path, "b", 0, {"id": {"direct": [0, 1]}})
+    c = _part(tmp_path, "c", 1, {"id": {"standard": [1, 1]}})
+    curve = "step,val_nll\n250,0.59\n500,0.21\n"
+    for d in (a, b):
+        (d / "curves").mkdir()
+        (d / "curves" / "denoiser.csv").write_text(curve)
+    (c / "stages" / "denoiser").mkdir(parents=True)
+    (c / "stages" / "denoiser" / "eval.csv").write_text(curve)
+    assert "denoiser:" not in S.summarize([a, b, c], n_boot=100)
+    (b / "curves" / "denoiser.csv").write_text(curve.replace("0.21", "0.24"))
+    assert S.denoiser_groups([str(a), str(b), str(c)]) == [[str(a), str(c)], [str(b)]]
+    assert f"denoiser: 2 different Π (validation curves differ): Π1: {a}, {c}; Π2: {b}\n" in S.summarize([a, b, c], n_boot=100)

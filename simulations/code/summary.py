@@ -15,6 +15,11 @@ method) or, in a full run folder, from ``predictions/<method>_<split>.jsonl``. P
    each seed, programs (the same programs for both methods: paired), and the relative gain
    (acc_a - acc_b) / acc_b, the paper's terms (docs/experiments.md §3).
 
+When the folders hold Π's validation curve (``curves/denoiser.csv`` in a committed folder,
+``stages/denoiser/eval.csv`` in a run folder) and the curves are not all identical, a line says
+which folders share which Π: their comparisons then mix denoisers trained alike but not
+bit-identical (the same seed on another CPU, docs/design-decisions.md §5).
+
 When a seed's ``manifest.json`` records a composed learning rate chosen on validation
 (``composed_lr_grid``), a line before the table says which rate each seed's composed stages used.
 
@@ -34,7 +39,7 @@ from composedft.methods import registry_order
 from composedft.runs import RunDir
 from composedft.stats import mean_ci, wilson_ci
 
-__all__ = ["COMPARISONS", "load_seed", "join_seeds", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
+__all__ = ["COMPARISONS", "load_seed", "join_seeds", "denoiser_groups", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
@@ -96,6 +101,18 @@ def join_seeds(loaded: dict[str, tuple[dict, dict]]) -> dict[int, tuple[list[str
                 have[method] = v
         folders.append(folder)
     return out
+
+
+def denoiser_groups(folders: list[str]) -> list[list[str]]:
+    """The folders grouped by the text of Π's validation curve (equal text: the same Π, as far as
+    the saved files tell); folders without a curve are left out."""
+    groups: dict[str, list[str]] = {}
+    for f in folders:
+        path = next((q for q in (Path(f) / "curves" / "denoiser.csv", Path(f) / "stages" / "denoiser" / "eval.csv")
+                     if q.exists()), None)
+        if path is not None:
+            groups.setdefault(path.read_text(), []).append(f)
+    return list(groups.values())
 
 
 def selected_rates(folder: str | Path) -> dict[str, float]:
@@ -175,6 +192,10 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
         lines[1:1] = ["composed learning rate chosen on validation (composed_lr_grid): " + "; ".join(
             f"seed {k}: " + ", ".join(f"{m} {r[m]:g}" for m in registry_order(r))
             for k, r in chosen.items() if r), ""]
+    pis = denoiser_groups(list(loaded))
+    if len(pis) > 1:  # a paired difference across these folders mixes denoisers
+        lines[1:1] = [f"denoiser: {len(pis)} different Π (validation curves differ): " + "; ".join(
+            f"Π{i + 1}: {', '.join(g)}" for i, g in enumerate(pis)), ""]
     for m in methods:
         cells = []
         for s in splits:
