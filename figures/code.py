@@ -1,5 +1,5 @@
 """Figures of the pseudocode-to-code experiment, from saved run folders only (one or more per
-seed: folders of one seed are joined as ``summary`` joins them, :func:`~simulations.code.summary.join_seeds`).
+seed: folders of one seed are joined as ``summary`` joins them, :func:`~simulations.code.summary.load_seeds`).
 
 ``python -m figures code DIR [DIR ...] [--out FOLDER]`` writes (default FOLDER: ``DIR/figures``
 of the first DIR):
@@ -30,7 +30,7 @@ import numpy as np
 from composedft.io import DataFileError, atomic_write_csv, atomic_write_text, read_jsonl
 from composedft.methods import registry_order
 from composedft.stats import mean_ci, wilson_ci
-from simulations.code.summary import check_same_config, join_seeds, load_seed, seed_accuracies
+from simulations.code.summary import load_seeds, seed_accuracies
 
 from . import style
 from .style import plt
@@ -289,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the figures (default: FIRST_DIR/figures)")
     args = ap.parse_args(argv)
     try:
-        loaded = {d: load_seed(d) for d in args.run_dirs}
-        check_same_config({d: c for d, (c, _) in loaded.items()})
-        rows = accuracy_rows([v for _, v in join_seeds(loaded).values()])
+        rows = accuracy_rows([v for _, v in load_seeds(args.run_dirs).values()])
         first = Path(args.run_dirs[0])
         missing = [p for p in fix_inputs(first) if not p.exists()]
         pick = None if missing else pick_fix(load_candidates(first))

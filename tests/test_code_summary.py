@@ -137,21 +137,16 @@ def test_the_composed_rate_chosen_on_validation_is_printed_per_seed(tmp_path):
     assert "composed_lr_grid" not in S.summarize([a, b], n_boot=200)  # a fixed rate: no line
 
 
-def _part(root, name, seed, verdicts, **cfg):
-    """A second folder of one seed (methods run later, elsewhere): same layout as _seed_folder."""
-    return _seed_folder(root / name, seed, verdicts, **cfg)
-
-
 def test_folders_of_one_seed_are_joined_and_paired_as_one_seed(tmp_path):
     """seed 0 in two folders (standard; composed-denoiser-init run later) and seed 1 in one: the
     joined report equals the report of the same verdicts written as one folder per seed."""
     std0, cdi0 = [1, 0, 1, 1], [0, 0, 1, 0]
     std1, cdi1 = [0, 1, 1, 1], [0, 1, 0, 0]
-    a = _part(tmp_path, "a", 0, {"id": {"standard": std0}})
-    b = _part(tmp_path, "b", 0, {"id": {"composed-denoiser-init": cdi0}})
-    c = _part(tmp_path, "c", 1, {"id": {"standard": std1, "composed-denoiser-init": cdi1}})
-    whole = [_part(tmp_path, "w", 0, {"id": {"standard": std0, "composed-denoiser-init": cdi0}}),
-             _part(tmp_path, "w", 1, {"id": {"standard": std1, "composed-denoiser-init": cdi1}})]
+    a = _seed_folder(tmp_path / "a", 0, {"id": {"standard": std0}})
+    b = _seed_folder(tmp_path / "b", 0, {"id": {"composed-denoiser-init": cdi0}})
+    c = _seed_folder(tmp_path / "c", 1, {"id": {"standard": std1, "composed-denoiser-init": cdi1}})
+    whole = [_seed_folder(tmp_path / "w", 0, {"id": {"standard": std0, "composed-denoiser-init": cdi0}}),
+             _seed_folder(tmp_path / "w", 1, {"id": {"standard": std1, "composed-denoiser-init": cdi1}})]
     split_text, whole_text = S.summarize([a, b, c], n_boot=300), S.summarize(whole, n_boot=300)
     assert split_text.splitlines()[0] == f"seeds: 2 (0, 1); seed 0: {a}, {b}"
     assert split_text.splitlines()[1:] == whole_text.splitlines()[1:]
@@ -162,21 +157,21 @@ def test_folders_of_one_seed_are_joined_and_paired_as_one_seed(tmp_path):
 
 
 def test_a_method_twice_in_one_seed_or_other_programs_are_refused(tmp_path, capsys):
-    a = _part(tmp_path, "a", 0, {"id": {"standard": [1, 0]}})
-    b = _part(tmp_path, "b", 0, {"id": {"standard": [0, 0], "composed": [1, 1]}})
+    a = _seed_folder(tmp_path / "a", 0, {"id": {"standard": [1, 0]}})
+    b = _seed_folder(tmp_path / "b", 0, {"id": {"standard": [0, 0], "composed": [1, 1]}})
     with pytest.raises(DataFileError, match=r"b/seed0: method 'standard' \(id\) of seed 0 is also in .*a/seed0"):
         S.summarize([a, b])
-    c = _part(tmp_path, "c", 0, {"id": {"composed": [1, 1, 1]}})  # 3 programs, not 2
+    c = _seed_folder(tmp_path / "c", 0, {"id": {"composed": [1, 1, 1]}})  # 3 programs, not 2
     with pytest.raises(DataFileError, match=r"c/seed0: the id programs of 'composed' differ from those of 'standard'"):
         S.summarize([a, c])
     assert S.main([str(a), str(c)]) == 2 and "differ" in capsys.readouterr().err
-    d = _part(tmp_path, "d", 1, {"id": {"standard": [1, 1]}})  # another seed: not a clash
+    d = _seed_folder(tmp_path / "d", 1, {"id": {"standard": [1, 1]}})  # another seed: not a clash
     assert "seeds: 2 (0, 1)" in S.summarize([a, d], n_boot=100)
 
 
 def test_the_rates_of_a_seeds_parts_are_printed_together(tmp_path):
-    a = _part(tmp_path, "a", 0, {"id": {"standard": [1, 0], "composed": [1, 1]}})
-    b = _part(tmp_path, "b", 0, {"id": {"composed-denoiser-init": [0, 1]}})
+    a = _seed_folder(tmp_path / "a", 0, {"id": {"standard": [1, 0], "composed": [1, 1]}})
+    b = _seed_folder(tmp_path / "b", 0, {"id": {"composed-denoiser-init": [0, 1]}})
     atomic_write_json(a / "manifest.json", {"stages": {"composed": {"selected_lr": 3e-5}}})
     atomic_write_json(b / "manifest.json", {"stages": {"composed-denoiser-init": {"selected_lr": 3e-4}}})
     assert "(composed_lr_grid): seed 0: composed 3e-05, composed-denoiser-init 0.0003\n" in S.summarize([a, b], n_boot=100)
@@ -185,9 +180,9 @@ def test_the_rates_of_a_seeds_parts_are_printed_together(tmp_path):
 def test_folders_with_different_denoiser_curves_are_named(tmp_path):
     """Π's validation curve is the saved trace of Π: equal text, one Π; other text, a line naming
     which folders share which Π (and no line when all agree)."""
-    a = _part(tmp_path, "a", 0, {"id": {"standard": [1, 0]}})
-    b = _part(tmp_path, "b", 0, {"id": {"direct": [0, 1]}})
-    c = _part(tmp_path, "c", 1, {"id": {"standard": [1, 1]}})
+    a = _seed_folder(tmp_path / "a", 0, {"id": {"standard": [1, 0]}})
+    b = _seed_folder(tmp_path / "b", 0, {"id": {"direct": [0, 1]}})
+    c = _seed_folder(tmp_path / "c", 1, {"id": {"standard": [1, 1]}})
     curve = "step,val_nll\n250,0.59\n500,0.21\n"
     for d in (a, b):
         (d / "curves").mkdir()

@@ -39,7 +39,7 @@ from composedft.methods import registry_order
 from composedft.runs import RunDir
 from composedft.stats import mean_ci, wilson_ci
 
-__all__ = ["COMPARISONS", "load_seed", "join_seeds", "denoiser_groups", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
+__all__ = ["COMPARISONS", "load_seed", "join_seeds", "load_seeds", "denoiser_groups", "selected_rates", "seed_accuracies", "check_same_config", "paired_diffs", "paired_bootstrap", "summarize", "main"]
 
 # (a, b): report acc(a) - acc(b); pairs whose methods are absent are skipped
 COMPARISONS = (("composed", "standard"), ("standard+posthoc", "standard"), ("composed", "standard+posthoc"),
@@ -101,6 +101,14 @@ def join_seeds(loaded: dict[str, tuple[dict, dict]]) -> dict[int, tuple[list[str
                 have[method] = v
         folders.append(folder)
     return out
+
+
+def load_seeds(folders) -> dict[int, tuple[list[str], dict]]:
+    """Read every folder (:func:`load_seed`), refuse mixed configurations
+    (:func:`check_same_config`), and join the folders of each seed (:func:`join_seeds`)."""
+    loaded = {str(f): load_seed(f) for f in folders}
+    check_same_config({f: c for f, (c, _) in loaded.items()})
+    return join_seeds(loaded)
 
 
 def denoiser_groups(folders: list[str]) -> list[list[str]]:
@@ -177,9 +185,7 @@ def paired_diffs(seeds: list[dict], split: str, a: str, b: str) -> list[np.ndarr
 
 def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
     """The Markdown report of the module docstring."""
-    loaded = {str(f): load_seed(f) for f in folders}
-    check_same_config({f: c for f, (c, _) in loaded.items()})
-    joined = join_seeds(loaded)
+    joined = load_seeds(folders)
     seeds = [v for _, v in joined.values()]
     splits = sorted({s for v in seeds for s in v})
     methods = registry_order(m for v in seeds for s in splits for m in v.get(s, {}))
@@ -192,7 +198,7 @@ def summarize(folders: list[str | Path], n_boot: int = N_BOOT) -> str:
         lines[1:1] = ["composed learning rate chosen on validation (composed_lr_grid): " + "; ".join(
             f"seed {k}: " + ", ".join(f"{m} {r[m]:g}" for m in registry_order(r))
             for k, r in chosen.items() if r), ""]
-    pis = denoiser_groups(list(loaded))
+    pis = denoiser_groups([f for fs, _ in joined.values() for f in fs])
     if len(pis) > 1:  # a paired difference across these folders mixes denoisers
         lines[1:1] = [f"denoiser: {len(pis)} different Π (validation curves differ): " + "; ".join(
             f"Π{i + 1}: {', '.join(g)}" for i, g in enumerate(pis)), ""]
